@@ -1,0 +1,349 @@
+// One client connection: an explicit state table over a byte queue (style.md habit 4).
+//
+//   flags -> option-header -> option-data -> option-header ... -> request-header
+//   request-header -> request-payload -> request-header ...      (payload only when one follows)
+//   any state -> closed                                          (fatal error, EOF, ABORT, DISC)
+//
+// Two kinds of error: fatal ones close the socket (bad magic, unknown client flags, absurd
+// lengths); per-request ones get an error reply after a rejected WRITE's payload is drained.
+// Replies go out in completion order, each written as one unit.
+import type { Socket } from 'node:net';
+import { ClientFlag, Cmd, HandshakeFlag } from '../protocol/constants.ts';
+import { ByteQueue } from '../protocol/framer.ts';
+import { decodeClientFlags, decodeOptionHeader, encodeGreeting } from '../protocol/handshake.ts';
+import { cmdFlagNames, cmdName, errName, optName, txFlagNames } from '../protocol/names.ts';
+import { decodeRequest, type HeaderStyle, type Request } from '../protocol/transmission.ts';
+import type { Logger } from '../util/log.ts';
+import { IomapdError } from '../util/errors.ts';
+import { dispatch, type DispatchContext, type Reply } from './dispatch.ts';
+import { toNbdErrno } from './errno.ts';
+import type { Export, ExportRegistry } from './export-registry.ts';
+import { Limits } from './limits.ts';
+import { handleOption, newSession, type Session } from './negotiation.ts';
+import { errorReply } from './replies.ts';
+import { RequestCounters } from './request-counters.ts';
+import { transmissionFlags } from './transmission-flags.ts';
+import { validateRequest, type ValidationContext, type ValidRequest } from './validate.ts';
+
+type State = 'flags' | 'option-header' | 'option-data' | 'request-header' | 'request-payload' | 'closed';
+
+/** A header that has been read and judged, waiting for its payload bytes. */
+interface PendingRequest {
+  readonly header: Request;
+  readonly request: ValidRequest | null; // null: rejected, the payload is drained
+  readonly rejection: { errno: number; message: string } | null;
+  remaining: number;
+  readonly chunks: Buffer[];
+}
+
+interface Transmission {
+  readonly export: Export;
+  readonly validation: ValidationContext;
+  readonly dispatch: DispatchContext;
+}
+
+const CLIENT_FLAGS_KNOWN = ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES;
+
+export class Connection {
+  readonly id: number;
+  readonly counters = new RequestCounters();
+  private readonly socket: Socket;
+  private readonly registry: ExportRegistry;
+  private log: Logger;
+  private readonly queue = new ByteQueue();
+  private state: State = 'flags';
+  private session: Session = newSession(false);
+  private option: { option: number; length: number } | null = null;
+  private pending: PendingRequest | null = null;
+  private tx: Transmission | null = null;
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  /** DISC seen or shutdown begun: read no more requests, close once in-flight ones are answered. */
+  private stopReading = false;
+  private shuttingDown = false;
+  private waitingForDrain = false;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+
+  constructor(id: number, socket: Socket, registry: ExportRegistry, log: Logger) {
+    this.id = id;
+    this.socket = socket;
+    this.registry = registry;
+    this.log = log;
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.queue.push(chunk);
+      this.pump();
+    });
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => {
+      if (!this.waitingForDrain) return;
+      this.waitingForDrain = false;
+      this.pump();
+    });
+    socket.write(encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES));
+  }
+
+  /** Resolves when the socket has closed. */
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  /** Stop taking work: options get ERR_SHUTDOWN, new requests ESHUTDOWN; close once idle. */
+  shutdown(): void {
+    if (this.state === 'closed') return;
+    this.shuttingDown = true;
+    if (this.tx === null) {
+      // Still negotiating: a client waiting for an option reply gets ERR_SHUTDOWN from pump().
+      if (this.queue.length === 0) this.close('server shutting down');
+      return;
+    }
+    this.stopReading = true;
+    this.maybeFinish();
+  }
+
+  /** Closes now, whatever is in flight (used when shutdown's grace period runs out). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private pump(): void {
+    while (this.state !== 'closed') {
+      if (!this.step()) break;
+    }
+  }
+
+  /** Does one unit of work if the bytes for it are there; says whether to keep going. */
+  private step(): boolean {
+    switch (this.state) {
+      case 'flags':
+        return this.readClientFlags();
+      case 'option-header':
+        return this.readOptionHeader();
+      case 'option-data':
+        return this.readOptionData();
+      case 'request-header':
+        return this.readRequestHeader();
+      case 'request-payload':
+        return this.readRequestPayload();
+      case 'closed':
+        return false;
+    }
+  }
+
+  private readClientFlags(): boolean {
+    const d = decodeClientFlags(this.queue.peek(4));
+    if (!d.ok) return false;
+    this.queue.skip(d.used);
+    if ((d.value & ~CLIENT_FLAGS_KNOWN) !== 0) {
+      this.close(`unknown client flags 0x${d.value.toString(16)}`);
+      return false;
+    }
+    this.session = newSession((d.value & ClientFlag.C_NO_ZEROES) !== 0);
+    this.state = 'option-header';
+    return true;
+  }
+
+  private readOptionHeader(): boolean {
+    const d = decodeOptionHeader(this.queue.peek(16));
+    if (!d.ok) {
+      if (d.more === undefined) this.close(d.error.message);
+      return false;
+    }
+    this.queue.skip(d.used);
+    this.option = d.value;
+    this.state = 'option-data';
+    return true;
+  }
+
+  private readOptionData(): boolean {
+    const { option, length } = this.option!;
+    if (this.queue.length < length) return false;
+    const data = this.queue.take(length);
+    const result = handleOption(this.session, option, data, this.registry, this.shuttingDown);
+    this.log.debug({ option: optName(option), length, result: result.kind }, 'option');
+    for (const buf of result.replies) this.socket.write(buf);
+    if (result.kind === 'close') {
+      this.close(result.reason, true);
+      return false;
+    }
+    if (result.kind === 'transmission') {
+      this.enterTransmission(result.export);
+    } else {
+      this.state = 'option-header';
+    }
+    return true;
+  }
+
+  private enterTransmission(exp: Export): void {
+    const s = this.session;
+    const style: HeaderStyle = s.extended ? 'extended' : s.structured ? 'structured' : 'simple';
+    const flags = transmissionFlags(exp.device, s.structured);
+    // A selection made for another export does not carry over (proto.md, SET_META_CONTEXT).
+    const contexts = s.meta !== null && this.registry.find(s.meta.exportName) === exp ? s.meta.ids : new Map();
+    this.tx = {
+      export: exp,
+      validation: {
+        size: exp.device.size,
+        readOnly: exp.device.readOnly,
+        transmissionFlags: flags,
+        minimumBlock: exp.device.blockSizes.minimum,
+        extended: s.extended,
+        hasMetaContext: contexts.size > 0,
+      },
+      dispatch: { device: exp.device, style, contexts },
+    };
+    this.log = this.log.child({ export: exp.name });
+    this.log.info(
+      { style, size: exp.device.size, flags: txFlagNames(flags), contexts: [...contexts.keys()] },
+      'negotiated',
+    );
+    this.state = 'request-header';
+  }
+
+  private readRequestHeader(): boolean {
+    if (this.stopReading || this.isBusy()) return false;
+    const tx = this.tx!;
+    const d = decodeRequest(this.queue.peek(32), tx.validation.extended);
+    if (!d.ok) {
+      if (d.more === undefined) this.close(d.error.message);
+      return false;
+    }
+    this.queue.skip(d.used);
+    const header = d.value;
+    this.counters.count(header.type, header.flags);
+    if (header.type === Cmd.DISC) {
+      // No reply; answer everything in flight, then close (proto.md "NBD_CMD_DISC").
+      this.log.debug('disconnect requested');
+      this.stopReading = true;
+      this.maybeFinish();
+      return false;
+    }
+    const v = validateRequest(header, tx.validation);
+    if (!v.ok && v.fatal) {
+      this.close(v.message);
+      return false;
+    }
+    let request = v.ok ? v.request : null;
+    let rejection = v.ok ? null : { errno: toNbdErrno(new IomapdError(v.code, v.message)).errno, message: v.message };
+    if (this.shuttingDown && rejection === null) {
+      request = null;
+      rejection = { errno: toNbdErrno(new IomapdError('SHUTTING_DOWN')).errno, message: 'the server is shutting down' };
+    }
+    this.pending = { header, request, rejection, remaining: v.payload, chunks: [] };
+    this.state = 'request-payload';
+    return true;
+  }
+
+  /** Collects (or, for a rejected request, discards) the payload, then starts the request. */
+  private readRequestPayload(): boolean {
+    const p = this.pending!;
+    if (p.remaining > 0) {
+      if (this.queue.length === 0) return false;
+      const n = Math.min(p.remaining, this.queue.length);
+      // Accepted payloads are kept; rejected ones are dropped as they arrive, never buffered whole.
+      if (p.request !== null) p.chunks.push(this.queue.take(n));
+      else this.queue.skip(n);
+      p.remaining -= n;
+      if (p.remaining > 0) return false;
+    }
+    this.pending = null;
+    this.state = 'request-header';
+    if (p.request === null) {
+      const r = p.rejection!;
+      this.traceRequest(p.header, r.errno);
+      this.send([errorReply(this.tx!.dispatch.style, p.header, r.errno, r.message)]);
+      return true;
+    }
+    const payload = p.chunks.length === 0 ? null : p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
+    this.start(p.request, payload);
+    return true;
+  }
+
+  private start(req: ValidRequest, payload: Buffer | null): void {
+    const bytes = payload?.length ?? 0;
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+    const tx = this.tx!;
+    dispatch(tx.dispatch, req, payload).then(
+      (reply) => this.finish(req, bytes, reply, 0),
+      (err: unknown) => {
+        const { errno, message, isExpected } = toNbdErrno(err);
+        if (!isExpected) this.log.error({ err, command: cmdName(req.type) }, 'request failed with an unexpected error');
+        else this.log.warn({ command: cmdName(req.type), offset: req.offset, length: req.length, error: errName(errno), reason: message }, 'request failed');
+        this.finish(req, bytes, [errorReply(tx.dispatch.style, req, errno, message)], errno);
+      },
+    );
+  }
+
+  private finish(req: ValidRequest, bytes: number, reply: Reply, errno: number): void {
+    this.inFlight--;
+    this.inFlightBytes -= bytes;
+    this.traceRequest(req, errno);
+    this.send(reply);
+    if (this.stopReading) this.maybeFinish();
+    else this.pump();
+  }
+
+  private traceRequest(req: { type: number; flags: number; offset: bigint | number; length: bigint | number }, errno: number): void {
+    if (!this.log.isLevelEnabled('trace')) return;
+    this.log.trace(
+      { command: cmdName(req.type), flags: cmdFlagNames(req.flags), offset: Number(req.offset), length: Number(req.length), result: errName(errno) },
+      'request',
+    );
+  }
+
+  /** Writes one reply as a unit; many small buffers go out corked in one system call. */
+  private send(reply: Reply): void {
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    if (reply.length === 1) {
+      this.socket.write(reply[0]!);
+    } else {
+      this.socket.cork();
+      for (const buf of reply) this.socket.write(buf);
+      this.socket.uncork();
+    }
+    // Backpressure: a client that stops reading stops us reading its requests.
+    if (this.socket.writableLength > Limits.maxQueuedReplyBytes) this.waitingForDrain = true;
+  }
+
+  private isBusy(): boolean {
+    return (
+      this.waitingForDrain ||
+      this.inFlight >= Limits.maxInFlightPerConnection ||
+      this.inFlightBytes >= Limits.maxInFlightBytesPerConnection
+    );
+  }
+
+  private maybeFinish(): void {
+    if (this.inFlight > 0 || this.state === 'closed') return;
+    this.close(this.shuttingDown ? 'server shutting down' : 'client disconnected', true);
+  }
+
+  private onEnd(): void {
+    // EOF: finish what is in flight (a client may half-close after DISC), then close.
+    this.stopReading = true;
+    if (this.tx === null) this.close('client closed during the handshake');
+    else this.maybeFinish();
+  }
+
+  /** Ends the connection; `graceful` lets queued replies reach the client first. */
+  private close(reason: string, graceful = false): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.log.info({ reason, requests: this.counters.snapshot() }, 'connection closed');
+    if (graceful) this.socket.end();
+    else this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.log.info({ reason: 'socket closed', requests: this.counters.snapshot() }, 'connection closed');
+    }
+    this.resolveClosed();
+  }
+}
