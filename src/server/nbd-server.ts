@@ -78,7 +78,8 @@ export class NbdServer {
   }
 
   private listen(start: (s: Server) => void): Promise<Server> {
-    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // allowHalfOpen: a client may half-close after DISC and still be owed its replies.
+    const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.once('listening', () => {

@@ -12,6 +12,7 @@ import {
   parseInfoRequest,
   parseMetaContextRequest,
 } from '../protocol/handshake.ts';
+import { decodeString } from '../protocol/strings.ts';
 import { Limits } from './limits.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
 import { listContexts, selectContexts } from './meta-contexts.ts';
@@ -92,7 +93,9 @@ function blockSizeInfo(exp: Export): Buffer {
 function exportName(session: Session, data: Buffer, registry: ExportRegistry): OptionResult {
   // EXPORT_NAME cannot carry an error: anything wrong closes the connection.
   if (session.extended) return { kind: 'close', replies: [], reason: 'EXPORT_NAME after extended headers' };
-  const name = data.toString('utf8');
+  const decodedName = decodeString(data, 0, data.length, 'export name');
+  if (!decodedName.ok) return { kind: 'close', replies: [], reason: decodedName.message };
+  const name = decodedName.value;
   const exp = registry.find(name);
   if (exp === undefined) return { kind: 'close', replies: [], reason: `unknown export "${name}"` };
   const flags = transmissionFlags(exp.device, session.structured);
