@@ -1,0 +1,483 @@
+// Interop harness: starts iomapd as a child process, runs real NBD clients against it, stops it.
+//
+// Every child process gets a deadline, and everything a child printed goes into the failure
+// message, so a red test says which command ran, what it printed and what the server logged.
+// A missing client tool fails the test under CI and is skipped loudly elsewhere (`requireTool`).
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'vitest';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The Node the project pins (npm's `node` package), not whatever `node` is on PATH. */
+const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
+const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+
+export const MiB = 1024 * 1024;
+
+/** Bounds for the server's own life cycle. */
+const READY_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 15_000;
+/** Default bound for one client command. */
+export const TOOL_TIMEOUT_MS = 40_000;
+/** How much of a child's output goes into a failure message. */
+const OUTPUT_TAIL = 8_000;
+
+export type Transport = 'unix' | 'tcp';
+export const TRANSPORTS: readonly Transport[] = ['unix', 'tcp'];
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+
+interface ToolInfo {
+  /** The Debian package that provides it; scripts/test installs these. */
+  debianPackage: string;
+  /** Returns true when the tool is usable here. */
+  probe: () => boolean;
+}
+
+function onPath(command: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    try {
+      accessSync(join(dir, command), fsConstants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
+
+let pythonCache: string | null | undefined;
+
+/**
+ * A python3 that can `import nbd` (Debian's python3-libnbd installs into the system python).
+ * /usr/bin/python3 comes first: a python3 earlier on PATH (pyenv, a venv) usually lacks the module,
+ * which is also why the tests do not go through `nbdsh` (a wrapper around `python3 -m nbd`).
+ */
+export function pythonWithNbd(): string | null {
+  if (pythonCache !== undefined) return pythonCache;
+  pythonCache = null;
+  for (const candidate of ['/usr/bin/python3', 'python3']) {
+    if (candidate.startsWith('/') && !existsSync(candidate)) continue;
+    const r = spawnSync(candidate, ['-c', 'import nbd'], { timeout: 10_000, stdio: 'ignore' });
+    if (r.status === 0) {
+      pythonCache = candidate;
+      break;
+    }
+  }
+  return pythonCache;
+}
+
+const TOOLS = {
+  nbdinfo: { debianPackage: 'libnbd-bin', probe: () => onPath('nbdinfo') },
+  nbdcopy: { debianPackage: 'libnbd-bin', probe: () => onPath('nbdcopy') },
+  'python3-nbd': { debianPackage: 'python3-libnbd', probe: () => pythonWithNbd() !== null },
+  nbdsh: { debianPackage: 'libnbd-bin', probe: () => onPath('nbdsh') && pythonWithNbd() !== null },
+  'qemu-io': { debianPackage: 'qemu-utils', probe: () => onPath('qemu-io') },
+  'qemu-img': { debianPackage: 'qemu-utils', probe: () => onPath('qemu-img') },
+  fio: { debianPackage: 'fio', probe: () => onPath('fio') },
+  cmp: { debianPackage: 'diffutils', probe: () => onPath('cmp') },
+} satisfies Record<string, ToolInfo>;
+
+export type ToolName = keyof typeof TOOLS;
+
+const probed = new Map<ToolName, boolean>();
+
+export function haveTool(name: ToolName): boolean {
+  let ok = probed.get(name);
+  if (ok === undefined) {
+    ok = TOOLS[name].probe();
+    probed.set(name, ok);
+  }
+  return ok;
+}
+
+function inCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false';
+}
+
+/**
+ * Call at the top of a test. A missing tool fails the test when CI is set (a skipped interop
+ * test must never look like a pass there) and skips it with a loud warning otherwise.
+ */
+export function requireTool(ctx: TestContext, ...names: ToolName[]): void {
+  const missing = names.filter((n) => !haveTool(n));
+  if (missing.length === 0) return;
+  const packages = [...new Set(missing.map((n) => TOOLS[n].debianPackage))].join(' ');
+  const what = `interop tool(s) missing: ${missing.join(', ')} (Debian: ${packages}); scripts/test installs them`;
+  if (inCi()) throw new Error(`${what}. CI is set, so this is a failure, not a skip.`);
+  const bar = '!'.repeat(100);
+  console.warn(`\n${bar}\n!!! SKIPPING "${ctx.task.name}": ${what}\n${bar}\n`);
+  ctx.skip(what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+
+export interface RunResult {
+  command: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  timeoutMs?: number;
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+function quote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+export function formatCommand(cmd: string, args: readonly string[]): string {
+  return [cmd, ...args].map(quote).join(' ');
+}
+
+function tail(text: string): string {
+  return text.length <= OUTPUT_TAIL ? text : `[... ${text.length - OUTPUT_TAIL} chars cut ...]\n${text.slice(-OUTPUT_TAIL)}`;
+}
+
+/** Kill a child: SIGTERM, then SIGKILL if it is still there a little later. */
+function killHard(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const t = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, 2_000);
+  t.unref();
+}
+
+/** Runs a command to completion, bounded by a timeout. Never rejects on a non-zero exit. */
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const timeoutMs = opts.timeoutMs ?? TOOL_TIMEOUT_MS;
+  const command = formatCommand(cmd, args);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd ?? REPO_ROOT,
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killHard(child);
+    }, timeoutMs);
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${command}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        command,
+        code,
+        signal,
+        timedOut,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => {}); // the child may exit without reading it all
+      child.stdin!.end(opts.input);
+    }
+  });
+}
+
+/** A readable account of a finished command, for failure messages. */
+export function describeRun(r: RunResult, server?: IomapdServer): string {
+  const status = r.timedOut ? 'TIMED OUT' : r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`;
+  let text = `$ ${r.command}\n-> ${status}\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
+  if (server) text += `\n--- iomapd (${server.uri}) ---\n${tail(server.output())}`;
+  return text;
+}
+
+/** Runs a command and throws, with everything it printed, unless it exits 0 in time. */
+export async function runOk(
+  cmd: string,
+  args: readonly string[],
+  opts: RunOptions & { server?: IomapdServer } = {},
+): Promise<RunResult> {
+  const r = await run(cmd, args, opts);
+  if (r.code !== 0 || r.timedOut) throw new Error(`command failed\n${describeRun(r, opts.server)}`);
+  return r;
+}
+
+/**
+ * Runs a Python program that uses libnbd's bindings (`import nbd`), the same API nbdsh exposes.
+ * The script is written into the server's temporary directory so tracebacks name real lines.
+ */
+export async function runPython(
+  server: IomapdServer,
+  script: string,
+  args: readonly string[] = [],
+  opts: RunOptions = {},
+): Promise<RunResult> {
+  const python = pythonWithNbd();
+  if (python === null) throw new Error('no python3 with the nbd module (python3-libnbd)');
+  const path = join(server.dir, `script-${++scriptCounter}.py`);
+  await writeFile(path, script);
+  return runOk(python, [path, ...args], { ...opts, server });
+}
+let scriptCounter = 0;
+
+/**
+ * The environment for `nbdsh`, a shell script that runs `python3 -m nbd`: PATH starts with the
+ * directory of a python3 that has the module.
+ */
+export function nbdshEnv(): NodeJS.ProcessEnv {
+  const python = pythonWithNbd();
+  if (python === null || !python.startsWith('/')) return process.env;
+  return { ...process.env, PATH: `${dirname(python)}${delimiter}${process.env.PATH ?? ''}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+export interface ServeOptions {
+  transport: Transport;
+  /** Serve this raw file; otherwise a sparse in-memory device. */
+  file?: string;
+  /** `--size` (e.g. '64M'); defaults to 64M for the memory device. */
+  size?: string;
+  exportName?: string;
+  readOnly?: boolean;
+  extraArgs?: readonly string[];
+}
+
+export interface IomapdServer {
+  /** The URI iomapd logged when it began listening. */
+  readonly uri: string;
+  readonly transport: Transport;
+  readonly exportName: string;
+  /** A temporary directory owned by this server (socket, scratch files); removed by stop(). */
+  readonly dir: string;
+  /** URI of the same server with another export name (e.g. '' for the default export). */
+  uriFor(exportName: string): string;
+  /** Everything the server printed so far (stdout then stderr). */
+  output(): string;
+  /**
+   * SIGTERM, wait for the exit, require exit code 0 and no error/fatal log line, remove the
+   * temporary directory.
+   */
+  stop(): Promise<void>;
+}
+
+/** Servers not yet stopped; killed if the test process exits first (a timed-out test). */
+const liveServers = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of liveServers) child.kill('SIGKILL');
+});
+
+/** Starts `iomapd serve` and resolves once it has logged that it is listening. */
+export async function startIomapd(opts: ServeOptions): Promise<IomapdServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'iomapd-interop-'));
+  const exportName = opts.exportName ?? '';
+  const args = [MAIN, 'serve'];
+  if (opts.file !== undefined) args.push(opts.file);
+  if (opts.size !== undefined) args.push('--size', opts.size);
+  else if (opts.file === undefined) args.push('--size', '64M');
+  if (opts.transport === 'unix') args.push('--socket', join(dir, 'nbd.sock'));
+  else args.push('--listen', '127.0.0.1:0');
+  if (opts.exportName !== undefined) args.push('--export', opts.exportName);
+  if (opts.readOnly) args.push('--read-only');
+  args.push('--log-level', 'info', ...(opts.extraArgs ?? []));
+
+  const command = formatCommand(NODE, args);
+  // stdout is a pipe, so iomapd logs JSON lines there.
+  const child = spawn(NODE, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+  liveServers.add(child);
+  child.on('exit', () => liveServers.delete(child));
+  let stdout = '';
+  let stderr = '';
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  // 'close' rather than 'exit': it comes after stdout has been read to the end.
+  const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => (stderr += d));
+  const output = () => `${stdout}${stderr === '' ? '' : `--- stderr ---\n${stderr}`}`;
+  const failStart = async (why: string): Promise<never> => {
+    killHard(child);
+    await Promise.race([exitPromise, new Promise((r) => setTimeout(r, 3_000))]);
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`iomapd did not start: ${why}\n$ ${command}\n--- output ---\n${tail(output())}`);
+  };
+
+  let uri: string;
+  try {
+    uri = await new Promise<string>((resolve, reject) => {
+      let pending = '';
+      const timer = setTimeout(() => reject(new Error(`no "listening" line within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+      child.stdout.on('data', (d: string) => {
+        stdout += d;
+        pending += d;
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl);
+          pending = pending.slice(nl + 1);
+          const found = listeningUri(line);
+          if (found !== null) {
+            clearTimeout(timer);
+            resolve(found);
+          }
+        }
+      });
+      child.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      void exitPromise.then(({ code, signal }) => {
+        clearTimeout(timer);
+        reject(new Error(`it exited (code ${code}, signal ${signal}) before listening`));
+      });
+    });
+  } catch (e) {
+    return failStart((e as Error).message);
+  }
+
+  let stopped = false;
+  return {
+    uri,
+    transport: opts.transport,
+    exportName,
+    dir,
+    uriFor: (name: string) => withExportName(uri, name),
+    output,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      try {
+        if (exited !== null) {
+          const { code, signal } = exited;
+          throw new Error(`iomapd died during the test (code ${code}, signal ${signal})\n$ ${command}\n${tail(output())}`);
+        }
+        child.kill('SIGTERM');
+        const result = await Promise.race([exitPromise, new Promise<null>((r) => setTimeout(() => r(null), STOP_TIMEOUT_MS))]);
+        if (result === null) {
+          child.kill('SIGKILL');
+          throw new Error(`iomapd did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM\n$ ${command}\n${tail(output())}`);
+        }
+        if (result.code !== 0) {
+          throw new Error(
+            `iomapd exited with code ${result.code} (signal ${result.signal}) after SIGTERM; expected 0\n$ ${command}\n${tail(output())}`,
+          );
+        }
+        // Client mistakes get error replies, not error logs: an error or fatal line is a server bug.
+        const bad = stdout.split('\n').filter((line) => logLevel(line) >= PINO_ERROR);
+        if (bad.length > 0) {
+          throw new Error(`iomapd logged ${bad.length} error/fatal line(s)\n$ ${command}\n${tail(bad.join('\n'))}`);
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+const PINO_ERROR = 50;
+
+/** The numeric pino level of a JSON log line, or 0 for anything else. */
+function logLevel(line: string): number {
+  if (!line.startsWith('{')) return 0;
+  try {
+    const obj: unknown = JSON.parse(line);
+    if (typeof obj === 'object' && obj !== null && 'level' in obj && typeof obj.level === 'number') return obj.level;
+  } catch {
+    // not JSON
+  }
+  return 0;
+}
+
+/** The `uri` of a pino line `{"msg":"listening","uri":...}`, or null for any other line. */
+function listeningUri(line: string): string | null {
+  if (!line.startsWith('{')) return null;
+  try {
+    const obj: unknown = JSON.parse(line);
+    if (typeof obj === 'object' && obj !== null && 'msg' in obj && obj.msg === 'listening' && 'uri' in obj) {
+      return typeof obj.uri === 'string' ? obj.uri : null;
+    }
+  } catch {
+    // not JSON: ignore
+  }
+  return null;
+}
+
+/** Replaces the export name (the URI path) of an nbd:// or nbd+unix:// URI. */
+export function withExportName(uri: string, name: string): string {
+  const u = new URL(uri);
+  u.pathname = `/${encodeURIComponent(name)}`;
+  return u.toString();
+}
+
+/**
+ * Runs `body` against a fresh server and always stops it; a failed stop (non-zero exit, hang)
+ * fails the test even when the body passed.
+ */
+export async function withIomapd<T>(opts: ServeOptions, body: (server: IomapdServer) => Promise<T>): Promise<T> {
+  const server = await startIomapd(opts);
+  let result: T;
+  try {
+    result = await body(server);
+  } catch (e) {
+    try {
+      await server.stop();
+    } catch (stopError) {
+      (e as Error).message += `\n(also, stopping the server failed: ${(stopError as Error).message})`;
+    }
+    throw e;
+  }
+  await server.stop();
+  return result;
+}
+
+/** A temporary directory for scratch files, removed afterwards. */
+export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'iomapd-interop-files-'));
+  try {
+    return await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Deterministic pseudo-random bytes (xorshift32), with every fourth MiB left as zeros so that
+ * copies also exercise zero detection (WRITE_ZEROES, holes).
+ */
+export function patternBytes(length: number, seed: number): Buffer {
+  const buf = Buffer.alloc(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i + 4 <= length; i += 4) {
+    if (Math.floor(i / MiB) % 4 === 3) continue;
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    buf.writeUInt32LE(x, i);
+  }
+  return buf;
+}
