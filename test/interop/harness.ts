@@ -84,6 +84,7 @@ const TOOLS = {
   'qemu-img': { debianPackage: 'qemu-utils', probe: () => onPath('qemu-img') },
   fio: { debianPackage: 'fio', probe: () => onPath('fio') },
   cmp: { debianPackage: 'diffutils', probe: () => onPath('cmp') },
+  'nbd-client': { debianPackage: 'nbd-client', probe: () => onPath('nbd-client') || existsSync('/usr/sbin/nbd-client') },
 } satisfies Record<string, ToolInfo>;
 
 export type ToolName = keyof typeof TOOLS;
