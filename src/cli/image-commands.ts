@@ -1,0 +1,227 @@
+// Image administration commands: create, volume, snapshot, clone, info, map, check.
+// Parsing and printing only; the work is in src/fs.
+import { unlink } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { IomapdError } from '../util/errors.ts';
+import { checkImageFile, createImageFile, openImageFile } from '../fs/image-file.ts';
+import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import { reportAndExit } from './report.ts';
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** "4096", "64K", "512M", "1G", "2T" (binary units; an optional trailing "iB"/"B"). */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+)\s*([kmgtb]?)(?:i?b)?\s*$/i.exec(text);
+  const n = m ? Number(m[1]) * UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new IomapdError('BAD_ARGUMENT', `bad size ${JSON.stringify(text)}`);
+  return n;
+}
+
+function human(n: number): string {
+  for (const [u, f] of [['T', 1024 ** 4], ['G', 1024 ** 3], ['M', 1024 ** 2], ['K', 1024]] as const) {
+    if (n >= f && n % f === 0) return `${n / f}${u}`;
+  }
+  return `${n}`;
+}
+
+async function withImage<T>(path: string, readOnly: boolean, fn: (s: ImageStore) => Promise<T>): Promise<T> {
+  const store = await openImageFile(path, { readOnly });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function run(fn: (...args: any[]) => Promise<void>): (...args: any[]) => Promise<void> {
+  return async (...args) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      reportAndExit(err);
+    }
+  };
+}
+
+function volumeLine(v: VolumeInfo): string {
+  const kind = v.snapshot ? 'snapshot' : v.readOnly ? 'read-only' : 'volume';
+  return `${v.name}\t${human(v.size)}\t${kind}${v.inline ? ' inline' : ''}\tallocated ${human(v.allocatedBytes)}\textents ${v.extents}`;
+}
+
+export function registerImageCommands(program: Command): void {
+  program
+    .command('create')
+    .description('create an image file; with --size it also holds one volume of that size')
+    .argument('<image>', 'image file to create (must not exist)')
+    .requiredOption('--size <bytes>', 'size of the first volume (K, M, G, T suffixes)')
+    .option('--capacity <bytes>', 'data capacity of the image (default: --size)')
+    .option('--block-size <bytes>', 'allocation block size, 4K to 64K', '4096')
+    .option('--volume <name>', 'name of the first volume', 'default')
+    .option('--preallocate', 'allocate the whole first volume now (unwritten: reads as zeros)')
+    .action(
+      run(async (image: string, o: { size: string; capacity?: string; blockSize: string; volume: string; preallocate?: boolean }) => {
+        const size = parseSize(o.size);
+        const capacity = o.capacity ? parseSize(o.capacity) : size;
+        const store = await createImageFile(image, { dataBytes: capacity, blockSize: parseSize(o.blockSize) });
+        try {
+          await store.createVolume(o.volume, size, { preallocate: !!o.preallocate });
+        } catch (err) {
+          // Do not leave a half-made image behind.
+          await store.close().catch(() => {});
+          await unlink(image).catch(() => {});
+          throw err;
+        }
+        await store.close();
+        process.stdout.write(`created ${image}: volume ${o.volume} of ${human(size)}, capacity ${human(capacity)}\n`);
+      }),
+    );
+
+  const volume = program.command('volume').description('manage the volumes of an image');
+  volume
+    .command('create')
+    .argument('<image>')
+    .argument('<name>')
+    .requiredOption('--size <bytes>', 'volume size')
+    .option('--preallocate', 'allocate the whole volume now')
+    .option('--read-only', 'create the volume read-only')
+    .action(
+      run(async (image: string, name: string, o: { size: string; preallocate?: boolean; readOnly?: boolean }) => {
+        const v = await withImage(image, false, (s) =>
+          s.createVolume(name, parseSize(o.size), { preallocate: !!o.preallocate, readOnly: !!o.readOnly }),
+        );
+        process.stdout.write(`created volume ${v.name} (${human(v.size)})\n`);
+      }),
+    );
+  volume
+    .command('rm')
+    .argument('<image>')
+    .argument('<name>')
+    .action(
+      run(async (image: string, name: string) => {
+        await withImage(image, false, (s) => s.deleteVolume(name));
+        process.stdout.write(`removed volume ${name}\n`);
+      }),
+    );
+  volume
+    .command('resize')
+    .argument('<image>')
+    .argument('<name>')
+    .argument('<size>')
+    .action(
+      run(async (image: string, name: string, size: string) => {
+        const v = await withImage(image, false, (s) => s.resizeVolume(name, parseSize(size)));
+        process.stdout.write(`resized volume ${v.name} to ${human(v.size)}\n`);
+      }),
+    );
+  volume
+    .command('ls')
+    .argument('<image>')
+    .option('--json', 'print JSON')
+    .action(
+      run(async (image: string, o: { json?: boolean }) => {
+        const list = await withImage(image, true, async (s) => s.listVolumes());
+        if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        else for (const v of list) process.stdout.write(`${volumeLine(v)}\n`);
+      }),
+    );
+
+  program
+    .command('snapshot')
+    .description('take a read-only snapshot of a volume')
+    .argument('<image>')
+    .argument('<volume>')
+    .argument('<name>')
+    .action(
+      run(async (image: string, vol: string, name: string) => {
+        await withImage(image, false, (s) => s.snapshot(vol, name));
+        process.stdout.write(`snapshot ${name} of ${vol}\n`);
+      }),
+    );
+
+  program
+    .command('clone')
+    .description('create a writable volume sharing the blocks of a snapshot')
+    .argument('<image>')
+    .argument('<snapshot>')
+    .argument('<newvol>')
+    .action(
+      run(async (image: string, snap: string, name: string) => {
+        await withImage(image, false, (s) => s.clone(snap, name));
+        process.stdout.write(`clone ${name} of ${snap}\n`);
+      }),
+    );
+
+  program
+    .command('info')
+    .description('print the image header, space use and volumes')
+    .argument('<image>')
+    .option('--json', 'print JSON')
+    .action(
+      run(async (image: string, o: { json?: boolean }) => {
+        const { stats, volumes } = await withImage(image, true, async (s) => ({ stats: s.stats(), volumes: s.listVolumes() }));
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify({ ...stats, volumes }, null, 2)}\n`);
+          return;
+        }
+        const B = stats.blockSize;
+        const lines = [
+          `format version: ${stats.formatVersion}`,
+          `uuid: ${stats.uuid}`,
+          `generation: ${stats.generation}`,
+          `block size: ${B}`,
+          `capacity: ${human(stats.dataBlocks * B)} (${stats.dataBlocks} blocks)`,
+          `free: ${human(stats.freeBlocks * B)} (${stats.freeBlocks} blocks)`,
+          `journal: ${human(stats.journalBytes)}`,
+          `volumes: ${stats.volumes}`,
+          ...volumes.map((v) => `  ${volumeLine(v)}`),
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }),
+    );
+
+  program
+    .command('map')
+    .description("list a volume's extents with type and sharing")
+    .argument('<image>')
+    .argument('<volume>')
+    .option('--json', 'print JSON')
+    .action(
+      run(async (image: string, vol: string, o: { json?: boolean }) => {
+        await withImage(image, true, async (s) => {
+          const rows = [...s.extents(vol)];
+          if (o.json) {
+            process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+            return;
+          }
+          for (const r of rows) {
+            const phys = r.physical < 0 ? '-' : String(r.physical);
+            process.stdout.write(`${r.offset}\t${r.length}\t${r.type}${r.shared ? ' shared' : ''}\t${phys}\n`);
+          }
+        });
+      }),
+    );
+
+  program
+    .command('check')
+    .description('verify every invariant of an image; change nothing unless --repair')
+    .argument('<image>')
+    .option('--repair', 'rebuild reference counts and free space and rewrite the metadata')
+    .option('--json', 'print JSON')
+    .action(
+      run(async (image: string, o: { repair?: boolean; json?: boolean }) => {
+        const r = await checkImageFile(image, !!o.repair);
+        if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+        else {
+          for (const n of r.notes) process.stdout.write(`note: ${n}\n`);
+          for (const e of r.errors) process.stdout.write(`error: ${e}\n`);
+          process.stdout.write(
+            `${r.errors.length === 0 ? 'clean' : `${r.errors.length} problem(s)`}: ${r.volumes} volumes, ${r.extents} extents, ${r.usedBlocks} used and ${r.freeBlocks} free blocks${r.repaired ? ' (repaired)' : ''}\n`,
+          );
+        }
+        if (r.errors.length > 0) {
+          process.stderr.write(`iomapd: CORRUPT: ${image} has ${r.errors.length} problem(s)\n`);
+          process.exit(2);
+        }
+      }),
+    );
+}

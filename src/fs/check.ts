@@ -1,0 +1,219 @@
+// check: verifies every invariant of an image's metadata, and with repair rebuilds what can be
+// derived (reference counts and free space from the extent maps) and writes a fresh checkpoint.
+//
+// Invariants: volume names, sizes and inline lengths are valid; extents are sorted, non-empty,
+// non-overlapping, inside their volume and the data area; every used block's reference count
+// equals the number of extents (plus the checkpoint) referring to it; free space and used space are
+// disjoint and together cover the data area (no leaks); the free-block counter matches.
+import { BTree } from './btree.ts';
+import { type Extent, type FreeRun, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
+import { INLINE_MAX } from './format.ts';
+import { RangeMap } from './range-map.ts';
+import { Metadata, validVolumeName } from './state.ts';
+import type { Run } from './allocator.ts';
+
+export interface CheckReport {
+  /** Broken invariants; empty means clean. */
+  errors: string[];
+  /** Things worth knowing that are not damage (a stale superblock copy, a torn journal tail). */
+  notes: string[];
+  volumes: number;
+  extents: number;
+  usedBlocks: number;
+  freeBlocks: number;
+}
+
+const MAX_LISTED = 50;
+
+/** Reference segments: [start, end) with the number of references, sorted, count >= 1. */
+function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: number[]; ends: number[]; counts: number[] } {
+  let n = extra.length;
+  for (const v of meta.volumes.values()) n += v.map.size;
+  const s = new Float64Array(n);
+  const e = new Float64Array(n);
+  let i = 0;
+  for (const v of meta.volumes.values()) {
+    for (const x of v.map.entries()) {
+      s[i] = x.v.phys;
+      e[i] = x.v.phys + x.v.len;
+      i++;
+    }
+  }
+  for (const r of extra) {
+    s[i] = r.start;
+    e[i] = r.start + r.len;
+    i++;
+  }
+  s.sort();
+  e.sort();
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const counts: number[] = [];
+  let a = 0;
+  let b = 0;
+  let depth = 0;
+  let pos = 0;
+  while (a < n || b < n) {
+    const next = b >= n || (a < n && s[a]! < e[b]!) ? s[a]! : e[b]!;
+    if (next > pos && depth > 0) {
+      const last = counts.length - 1;
+      if (last >= 0 && ends[last] === pos && counts[last] === depth) ends[last] = next;
+      else {
+        starts.push(pos);
+        ends.push(next);
+        counts.push(depth);
+      }
+    }
+    pos = next;
+    while (a < n && s[a] === pos) {
+      depth++;
+      a++;
+    }
+    while (b < n && e[b] === pos) {
+      depth--;
+      b++;
+    }
+  }
+  return { starts, ends, counts };
+}
+
+/**
+ * `transient` lists blocks of a live store that are neither used nor free: pending frees and
+ * allocations not yet linked. A freshly opened store has none.
+ */
+export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], transient: readonly Run[] = []): CheckReport {
+  const errors: string[] = [];
+  const err = (m: string) => {
+    if (errors.length < MAX_LISTED) errors.push(m);
+    else if (errors.length === MAX_LISTED) errors.push('... (more problems not listed)');
+  };
+  const B = meta.blockSize;
+  let extents = 0;
+  for (const v of meta.volumes.values()) {
+    if (!validVolumeName(v.name)) err(`volume ${v.id}: bad name ${JSON.stringify(v.name)}`);
+    if (v.inline) {
+      if (v.size > INLINE_MAX || v.size % 512 !== 0) err(`volume ${v.name}: bad inline size ${v.size}`);
+      if (v.inline.length > v.size) err(`volume ${v.name}: inline data longer than the volume`);
+      if (v.map.size > 0) err(`volume ${v.name}: inline volume has extents`);
+    } else if (v.size <= 0 || v.size % B !== 0) err(`volume ${v.name}: size ${v.size} is not a multiple of the block size`);
+    const blocks = v.inline ? 0 : Math.floor(v.size / B);
+    let prevEnd = -1;
+    for (const x of v.map.entries()) {
+      extents++;
+      const e: Extent = x.v;
+      if (e.len <= 0 || !Number.isInteger(e.len)) err(`volume ${v.name}: empty extent at block ${x.start}`);
+      if (x.start < prevEnd) err(`volume ${v.name}: extents overlap at block ${x.start}`);
+      if (x.start + e.len > blocks) err(`volume ${v.name}: extent at block ${x.start} runs past the volume end`);
+      if (e.phys < 0 || e.phys + e.len > meta.dataBlocks) err(`volume ${v.name}: extent at block ${x.start} points outside the data area`);
+      if (e.kind !== 1 && e.kind !== 2) err(`volume ${v.name}: extent at block ${x.start} has bad kind ${e.kind}`);
+      prevEnd = x.start + e.len;
+    }
+  }
+  for (const r of checkpointRuns) {
+    if (r.start + r.len > meta.dataBlocks) err('checkpoint blocks lie outside the data area');
+  }
+
+  const seg = referenceSegments(meta, checkpointRuns);
+  let used = 0;
+  for (let i = 0; i < seg.starts.length; i++) {
+    const a = seg.starts[i]!;
+    const b = seg.ends[i]!;
+    const c = seg.counts[i]!;
+    used += b - a;
+    for (const f of meta.free.overlapping(a, b)) err(`blocks ${Math.max(a, f.start)}.. are both free and in use`);
+    const sh = meta.shared.overlapping(a, b);
+    if (c === 1) {
+      for (const s of sh) err(`refcount of block ${Math.max(a, s.start)} is ${s.v.count}, but it has 1 reference`);
+    } else {
+      let covered = 0;
+      for (const s of sh) {
+        covered += Math.min(b, s.start + s.v.len) - Math.max(a, s.start);
+        if (s.v.count !== c) err(`refcount of block ${Math.max(a, s.start)} is ${s.v.count}, but it has ${c} references`);
+      }
+      if (covered !== b - a) err(`blocks ${a}..${b - 1} have ${c} references but no shared refcount`);
+    }
+  }
+  let sharedBlocks = 0;
+  for (const s of meta.shared.entries()) {
+    sharedBlocks += s.v.len;
+    if (s.v.count < 2) err(`shared run at block ${s.start} has count ${s.v.count}`);
+  }
+  let multi = 0;
+  for (let i = 0; i < seg.starts.length; i++) if (seg.counts[i]! >= 2) multi += seg.ends[i]! - seg.starts[i]!;
+  if (sharedBlocks !== multi) err(`shared refcount table covers ${sharedBlocks} blocks, but ${multi} blocks have several references`);
+  let freeSum = 0;
+  let prevEnd = -1;
+  for (const f of meta.free.entries()) {
+    freeSum += f.v.len;
+    if (f.start < prevEnd) err(`free runs overlap at block ${f.start}`);
+    if (f.start + f.v.len > meta.dataBlocks) err(`free run at block ${f.start} runs past the data area`);
+    prevEnd = f.start + f.v.len;
+  }
+  if (freeSum !== meta.freeBlocks) err(`free-block counter is ${meta.freeBlocks}, free runs hold ${freeSum}`);
+  let transientBlocks = 0;
+  for (const t of transient) {
+    transientBlocks += t.len;
+    if (meta.free.overlapping(t.start, t.start + t.len).length > 0) err(`pending block ${t.start} is also free`);
+  }
+  const leaked = meta.dataBlocks - used - freeSum - transientBlocks;
+  if (leaked > 0) err(`${leaked} blocks are neither free nor referenced (leaked)`);
+  return { errors, notes: [], volumes: meta.volumes.size, extents, usedBlocks: used, freeBlocks: freeSum };
+}
+
+/**
+ * Rebuilds derived metadata: drops extents that are out of bounds or overlap earlier ones, then
+ * recomputes reference counts and free space from the extents that remain. The checkpoint runs
+ * are treated as used, since the store writes a new checkpoint next and frees them then.
+ */
+export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]): { meta: Metadata; dropped: number } {
+  const out = new Metadata(meta.blockSize, meta.dataBlocks);
+  out.nextVolumeId = meta.nextVolumeId;
+  let dropped = 0;
+  for (const v of meta.volumes.values()) {
+    const blocks = v.inline ? 0 : Math.floor(v.size / meta.blockSize);
+    const keys: number[] = [];
+    const vals: Extent[] = [];
+    let prevEnd = 0;
+    for (const x of v.map.entries()) {
+      const e = x.v;
+      const ok = e.len > 0 && x.start >= prevEnd && x.start + e.len <= blocks && e.phys >= 0 && e.phys + e.len <= meta.dataBlocks;
+      if (!ok) {
+        dropped++;
+        continue;
+      }
+      keys.push(x.start);
+      vals.push(e);
+      prevEnd = x.start + e.len;
+    }
+    out.addVolume({ ...v, map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)) });
+  }
+  const seg = referenceSegments(out, checkpointRuns);
+  const sk: number[] = [];
+  const sv: SharedRun[] = [];
+  const fk: number[] = [];
+  const fv: FreeRun[] = [];
+  let pos = 0;
+  let free = 0;
+  for (let i = 0; i < seg.starts.length; i++) {
+    const a = seg.starts[i]!;
+    if (a > pos) {
+      fk.push(pos);
+      fv.push({ len: a - pos });
+      free += a - pos;
+    }
+    if (seg.counts[i]! >= 2) {
+      sk.push(a);
+      sv.push({ len: seg.ends[i]! - a, count: seg.counts[i]! });
+    }
+    pos = seg.ends[i]!;
+  }
+  if (pos < meta.dataBlocks) {
+    fk.push(pos);
+    fv.push({ len: meta.dataBlocks - pos });
+    free += meta.dataBlocks - pos;
+  }
+  out.shared = new RangeMap(sharedOps, BTree.fromSorted(sk, sv));
+  out.free = new RangeMap(freeOps, BTree.fromSorted(fk, fv));
+  out.freeBlocks = free;
+  return { meta: out, dropped };
+}

@@ -1,0 +1,42 @@
+// Extent values and the range operations for the three block maps: a volume's extent map
+// (logical block -> physical block), the shared-refcount table (physical block -> count >= 2) and
+// free space (physical block ranges). All positions and lengths here are in allocation blocks.
+import type { RangeOps } from './range-map.ts';
+
+/** Extent types as stored; a hole is the absence of an extent. */
+export const ExtentKind = {
+  UNWRITTEN: 1,
+  MAPPED: 2,
+} as const;
+export type ExtentKind = (typeof ExtentKind)[keyof typeof ExtentKind];
+
+export interface Extent {
+  readonly len: number;
+  readonly kind: ExtentKind;
+  readonly phys: number;
+}
+
+export const extentOps: RangeOps<Extent> = {
+  slice: (v, skip, len) => ({ len, kind: v.kind, phys: v.phys + skip }),
+  join: (a, b) => (a.kind === b.kind && a.phys + a.len === b.phys ? { len: a.len + b.len, kind: a.kind, phys: a.phys } : null),
+};
+
+/** A run of physical blocks referenced `count` (>= 2) times. Count 1 is implicit for used blocks. */
+export interface SharedRun {
+  readonly len: number;
+  readonly count: number;
+}
+
+export const sharedOps: RangeOps<SharedRun> = {
+  slice: (v, _skip, len) => ({ len, count: v.count }),
+  join: (a, b) => (a.count === b.count ? { len: a.len + b.len, count: a.count } : null),
+};
+
+export interface FreeRun {
+  readonly len: number;
+}
+
+export const freeOps: RangeOps<FreeRun> = {
+  slice: (_v, _skip, len) => ({ len }),
+  join: (a, b) => ({ len: a.len + b.len }),
+};

@@ -1,0 +1,34 @@
+// Constants of the on-disk format (version 1). The layout is described in docs/FORMAT.md.
+export const FORMAT_VERSION = 1;
+export const SUPERBLOCK_SLOT = 4096;
+export const SUPERBLOCK_COPIES = 2;
+export const SECTOR = 512;
+export const MIN_BLOCK_SIZE = 4096;
+export const MAX_BLOCK_SIZE = 65536;
+/** A volume of at most this many bytes keeps its data inside its metadata record. */
+export const INLINE_MAX = 2048;
+export const MAX_NAME_BYTES = 200;
+
+export const VolumeFlags = {
+  READ_ONLY: 1,
+  SNAPSHOT: 2,
+  INLINE: 4,
+} as const;
+
+export function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+export function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+/** Blocks of an image kept back for metadata checkpoints (data allocations never use them). */
+export function metadataReserve(dataBlocks: number): number {
+  return Math.min(Math.floor(dataBlocks / 2), Math.max(16, Math.floor(dataBlocks / 65)));
+}
+
+/** Data blocks an image needs so that `userBlocks` remain after the metadata reserve. */
+export function dataBlocksFor(userBlocks: number): number {
+  return userBlocks + Math.max(16, Math.ceil(userBlocks / 64));
+}
