@@ -73,6 +73,7 @@ export class Connection {
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
+      if (this.state === 'closed') return;
       this.queue.push(chunk);
       this.pump();
     });
@@ -114,6 +115,18 @@ export class Connection {
     while (this.state !== 'closed') {
       if (!this.step()) break;
     }
+    this.updateReading();
+  }
+
+  /**
+   * Backpressure on input: while bytes we cannot parse yet pile up (busy, waiting for the client
+   * to read its replies, or past DISC), stop reading the socket so they wait in the kernel, not
+   * here. Every state that can make progress holds less than the limit, so this never stalls it.
+   */
+  private updateReading(): void {
+    if (this.state === 'closed') return;
+    if (this.queue.length > Limits.maxUnparsedInputBytes) this.socket.pause();
+    else if (this.socket.isPaused()) this.socket.resume();
   }
 
   /** Does one unit of work if the bytes for it are there; says whether to keep going. */
@@ -148,6 +161,7 @@ export class Connection {
   }
 
   private readOptionHeader(): boolean {
+    if (this.waitingForDrain) return false;
     const d = decodeOptionHeader(this.queue.peek(16));
     if (!d.ok) {
       if (d.more === undefined) this.close(d.error.message);
@@ -166,6 +180,7 @@ export class Connection {
     const result = handleOption(this.session, option, data, this.registry, this.shuttingDown);
     this.log.debug({ option: optName(option), length, result: result.kind }, 'option');
     for (const buf of result.replies) this.socket.write(buf);
+    this.noteQueuedReplies();
     if (result.kind === 'close') {
       this.close(result.reason, true);
       return false;
@@ -255,7 +270,8 @@ export class Connection {
     if (p.request === null) {
       const r = p.rejection!;
       this.traceRequest(p.header, r.errno);
-      this.send([errorReply(this.tx!.dispatch.style, p.header, r.errno, r.message)]);
+      const to = { cookie: p.header.cookie, wireOffset: p.header.offset };
+      this.send([errorReply(this.tx!.dispatch.style, to, r.errno, r.message)]);
       return true;
     }
     const payload = p.chunks.length === 0 ? null : p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
@@ -264,7 +280,8 @@ export class Connection {
   }
 
   private start(req: ValidRequest, payload: Buffer | null): void {
-    const bytes = payload?.length ?? 0;
+    // Memory the request holds until it is answered: its WRITE payload, or its READ reply buffer.
+    const bytes = (payload?.length ?? 0) + (req.type === Cmd.READ ? req.length : 0);
     this.inFlight++;
     this.inFlightBytes += bytes;
     const tx = this.tx!;
@@ -306,7 +323,11 @@ export class Connection {
       for (const buf of reply) this.socket.write(buf);
       this.socket.uncork();
     }
-    // Backpressure: a client that stops reading stops us reading its requests.
+    this.noteQueuedReplies();
+  }
+
+  /** Backpressure on output: a client that stops reading its replies stops us reading its requests. */
+  private noteQueuedReplies(): void {
     if (this.socket.writableLength > Limits.maxQueuedReplyBytes) this.waitingForDrain = true;
   }
 
@@ -335,8 +356,13 @@ export class Connection {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.log.info({ reason, requests: this.counters.snapshot() }, 'connection closed');
-    if (graceful) this.socket.end();
-    else this.socket.destroy();
+    if (graceful) {
+      this.socket.end();
+      // Reading may have been paused for backpressure: resume, so the client's FIN is seen.
+      this.socket.resume();
+    } else {
+      this.socket.destroy();
+    }
   }
 
   private onClose(): void {

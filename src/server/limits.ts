@@ -14,10 +14,15 @@ export const Limits = {
   drainLimit: 64 * MiB,
   /** Requests being served at once on one connection before we stop reading from it. */
   maxInFlightPerConnection: 256,
-  /** WRITE payload bytes held by in-flight requests of one connection before we stop reading. */
+  /** Bytes held by in-flight requests of one connection (WRITE payloads, READ reply buffers) before we stop reading. */
   maxInFlightBytesPerConnection: 256 * MiB,
   /** Reply bytes queued on a socket the client is not reading, before we stop reading requests. */
   maxQueuedReplyBytes: 64 * MiB,
+  /**
+   * Received bytes not yet parsed before we stop reading the socket. Above the largest unit that
+   * must be whole before it is parsed (a 64 KiB option and its 16-byte header).
+   */
+  maxUnparsedInputBytes: 1 * MiB,
   /** DF reads larger than this get EOVERFLOW (the spec requires 64 KiB to work). */
   maxDfRead: 64 * MiB,
   /** How long shutdown waits for in-flight requests before closing connections anyway. */

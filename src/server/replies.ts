@@ -11,16 +11,16 @@ import {
 } from '../protocol/transmission.ts';
 import type { ValidRequest } from './validate.ts';
 
-/** The identity a reply echoes: the cookie always, the request offset in extended headers. */
+/** The identity a reply echoes: the cookie always, the request offset as sent in extended headers. */
 export interface ReplyTo {
   readonly cookie: bigint;
-  readonly offset: number | bigint;
+  readonly wireOffset: bigint;
 }
 
 export const chunkTarget = (style: 'structured' | 'extended', to: ReplyTo): ChunkTarget => ({
   style,
   cookie: to.cookie,
-  requestOffset: BigInt(to.offset),
+  requestOffset: to.wireOffset,
 });
 
 /** Success with nothing to say: a simple reply, or NONE+DONE where every reply must be a chunk. */

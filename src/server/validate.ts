@@ -23,6 +23,8 @@ export interface ValidRequest {
   readonly cookie: bigint;
   readonly offset: number;
   readonly length: number;
+  /** The offset as sent: extended replies echo it, even where `offset` is 0 (FLUSH, zero length). */
+  readonly wireOffset: bigint;
 }
 
 export type Validation =
@@ -90,17 +92,18 @@ export function validateRequest(req: Request, ctx: ValidationContext): Validatio
     return reject(PAST_END.get(type)!, 'the request reaches past the end of the export');
   }
   const length = Number(req.length);
-  if ((type === Cmd.WRITE || type === Cmd.READ) && length > Limits.acceptedMaxPayload) {
-    return reject('INVALID_REQUEST', `${length}-byte payload exceeds ${Limits.acceptedMaxPayload}`);
-  }
+  // DF before the general size limit: EOVERFLOW tells the client to retry without DF.
   if (type === Cmd.READ && (flags & CmdFlag.DF) !== 0 && length > Limits.maxDfRead) {
     return reject('TOO_LARGE', 'DF read too large for one chunk');
+  }
+  if ((type === Cmd.WRITE || type === Cmd.READ) && length > Limits.acceptedMaxPayload) {
+    return reject('INVALID_REQUEST', `${length}-byte payload exceeds ${Limits.acceptedMaxPayload}`);
   }
   return accept(req, Number(req.offset), length, payload);
 }
 
 function accept(req: Request, offset: number, length: number, payload: number): Validation {
-  return { ok: true, request: { type: req.type, flags: req.flags, cookie: req.cookie, offset, length }, payload };
+  return { ok: true, request: { type: req.type, flags: req.flags, cookie: req.cookie, offset, length, wireOffset: req.offset }, payload };
 }
 
 /** Every flag must be known, valid for the command, and advertised. */

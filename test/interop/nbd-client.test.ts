@@ -14,6 +14,10 @@ describe('nbd-client', () => {
       const r = await run(NBD_CLIENT, ['-l', hostname, port]);
       expect(r.code, describeRun(r, server)).toBe(0);
       expect(r.stdout.split('\n').map((l) => l.trim())).toContain('disk1');
+      // nbd-client may exit before the server has logged the ABORT: wait for it, bounded.
+      for (let i = 0; i < 50 && !server.output().includes('"reason":"client aborted"'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       expect(server.output()).toContain('"reason":"client aborted"');
     });
   });
