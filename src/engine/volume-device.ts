@@ -1,0 +1,167 @@
+// One volume of an image store as a BlockDevice: the server's view of the engine. Each request
+// builds fresh state (L1); write-type requests pass the volume's write gate and take the range lock
+// rounded out to allocation blocks (Z6) until their completion stage is done, then run the
+// durability step outside the lock (D2-D4). Reads take no lock; the store pins what they read.
+import type { SpaceReservation } from '../fs/allocator.ts';
+import type { VolumeInfo } from '../fs/image-store.ts';
+import { DEFAULT_BLOCK_SIZES } from '../devices/block-sizes.ts';
+import { isIomapdError } from '../util/errors.ts';
+import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, WriteOptions, ZeroOptions } from './block-device.ts';
+import type { VolumeCounters } from './counters.ts';
+import type { Engine, VolumeState } from './engine.ts';
+import { allocationStatus, type MappingExtent, mappingStatus } from './block-status.ts';
+import { readRange } from './read-path.ts';
+import type { VolumeContext } from './volume-context.ts';
+import { writeRange } from './write-path.ts';
+import { planZero, zeroRange } from './zero-path.ts';
+
+export class VolumeDevice implements BlockDevice {
+  readonly size: number;
+  readonly readOnly: boolean;
+  readonly blockSizes: BlockSizes;
+  readonly capabilities: DeviceCapabilities = Object.freeze({
+    flush: true,
+    fua: true,
+    trim: true,
+    writeZeroes: true,
+    fastZero: true,
+    cache: true,
+    sparse: true,
+    multiConn: true,
+    rotational: false,
+  });
+  readonly name: string;
+  private readonly engine: Engine;
+  private readonly vc: VolumeContext;
+  private closed = false;
+
+  constructor(engine: Engine, info: VolumeInfo, readOnly: boolean) {
+    this.engine = engine;
+    this.name = info.name;
+    this.size = info.size;
+    this.readOnly = readOnly;
+    this.blockSizes = { ...DEFAULT_BLOCK_SIZES, preferred: Math.min(engine.store.blockSize, 65536) };
+    this.vc = { store: engine.store, name: info.name, counters: engine.counters(info.name), log: engine.log };
+  }
+
+  get counters(): VolumeCounters {
+    return this.vc.counters;
+  }
+
+  async read(into: Buffer, offset: number): Promise<void> {
+    if (into.length === 0) return;
+    await this.counted(readRange(this.vc, into, offset));
+  }
+
+  async write(data: Buffer, offset: number, options: WriteOptions): Promise<void> {
+    if (data.length === 0) return;
+    const pure = await this.exclusive(offset, data.length, this.needForWrite(offset, data.length), (res) =>
+      writeRange(this.vc, data, offset, res).then((o) => o.pure),
+    );
+    if (options.fua) await this.durable(pure);
+  }
+
+  async trim(offset: number, length: number, options: WriteOptions): Promise<void> {
+    await this.zeroOrTrim({ offset, length, intent: 'trim', noHole: false, fast: false }, options.fua);
+  }
+
+  async zero(offset: number, length: number, options: ZeroOptions): Promise<void> {
+    await this.zeroOrTrim({ offset, length, intent: 'zero', noHole: !options.mayTrim, fast: options.fast }, options.fua);
+  }
+
+  private async zeroOrTrim(req: Parameters<typeof planZero>[1], fua: boolean): Promise<void> {
+    if (req.length === 0) return;
+    let plan: ReturnType<typeof planZero> | null = null;
+    await this.exclusive(req.offset, req.length, () => (plan = planZero(this.vc, req)).blocksNeeded, (res) => zeroRange(this.vc, req, plan!, res));
+    if (fua) await this.durable(false);
+  }
+
+  async flush(): Promise<void> {
+    const c = this.vc.counters;
+    c.flushes++;
+    if (await this.counted(this.engine.flush())) c.journalCommits++;
+  }
+
+  /** CACHE is a hint; the engine keeps no data cache (K4), so there is nothing to prefetch. */
+  async cache(_offset: number, _length: number): Promise<void> {}
+
+  async blockStatus(offset: number, length: number): Promise<DeviceExtent[]> {
+    return allocationStatus(this.vc, offset, length);
+  }
+
+  /** The iomapd:mapping context: each extent's mapping type and whether it is shared. */
+  async mappingStatus(offset: number, length: number): Promise<MappingExtent[]> {
+    return mappingStatus(this.vc, offset, length);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.engine.release();
+  }
+
+  /** Blocks a write may need to allocate: holes and shared blocks in its block-rounded range (L6, L11). */
+  private needForWrite(offset: number, length: number): () => number {
+    return () => {
+      const B = this.engine.store.blockSize;
+      const start = Math.floor(offset / B) * B;
+      const end = Math.ceil((offset + length) / B) * B;
+      let blocks = 0;
+      for (const e of this.engine.store.extents(this.name, start, end)) {
+        if (e.type === 'hole' || e.shared) blocks += Math.ceil((Math.min(e.offset + e.length, end) - Math.max(e.offset, start)) / B);
+      }
+      return blocks;
+    };
+  }
+
+  /**
+   * Runs a write-type request: write gate, block-rounded range lock, space reserved for what it may
+   * allocate (failing with NO_SPACE before any change), released in every outcome.
+   */
+  private async exclusive<T>(offset: number, length: number, need: () => number, op: (res: SpaceReservation | undefined) => Promise<T>): Promise<T> {
+    const B = this.engine.store.blockSize;
+    const s: VolumeState = await this.engine.enterWrite(this.name);
+    let unlock: (() => void) | null = null;
+    let reservation: SpaceReservation | undefined;
+    try {
+      unlock = await s.lock.acquire(Math.floor(offset / B) * B, Math.ceil((offset + length) / B) * B);
+      const blocks = need();
+      if (blocks > 0) reservation = this.engine.store.reserve(blocks);
+      return await op(reservation);
+    } catch (err) {
+      this.noteError(err);
+      throw err;
+    } finally {
+      reservation?.release();
+      unlock?.();
+      this.engine.leaveWrite(s);
+    }
+  }
+
+  /** The FUA step, decided once here (D2-D4): data sync for pure overwrites, else a full commit. */
+  private async durable(pure: boolean): Promise<void> {
+    const c = this.vc.counters;
+    if (pure) {
+      await this.counted(this.engine.store.syncData());
+      c.fuaShortcuts++;
+    } else {
+      await this.counted(this.engine.store.commit());
+      c.journalCommits++;
+    }
+  }
+
+  private async counted<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      this.noteError(err);
+      throw err;
+    }
+  }
+
+  private noteError(err: unknown): void {
+    const c = this.vc.counters;
+    c.errors++;
+    if (isIomapdError(err, 'NO_SPACE')) c.allocationFailures++;
+  }
+}
