@@ -1,10 +1,14 @@
-// Image administration commands: create, volume, snapshot, clone, info, map, check.
-// Parsing and printing only; the work is in src/fs.
+// Image administration commands: create, volume, snapshot, clone, info, map, stats, check.
+// Parsing and printing only; the work is in src/fs, reached directly or, while a daemon serves the
+// image, through its control channel (src/control).
 import { unlink } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { IomapdError } from '../util/errors.ts';
-import { checkImageFile, createImageFile, openImageFile } from '../fs/image-file.ts';
-import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import type { ImageAdmin } from '../control/admin.ts';
+import { openAdmin, openDaemon } from '../control/open-admin.ts';
+import { checkImageFile, createImageFile } from '../fs/image-file.ts';
+import type { VolumeInfo } from '../fs/image-store.ts';
+import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -24,12 +28,13 @@ function human(n: number): string {
   return `${n}`;
 }
 
-async function withImage<T>(path: string, readOnly: boolean, fn: (s: ImageStore) => Promise<T>): Promise<T> {
-  const store = await openImageFile(path, { readOnly });
+/** Runs `fn` on the image: through the serving daemon's control channel if one holds it, else directly. */
+async function withImage<T>(path: string, readOnly: boolean, fn: (a: ImageAdmin) => Promise<T>): Promise<T> {
+  const admin = await openAdmin(path, readOnly);
   try {
-    return await fn(store);
+    return await fn(admin);
   } finally {
-    await store.close();
+    await admin.close();
   }
 }
 
@@ -86,8 +91,8 @@ export function registerImageCommands(program: Command): void {
     .option('--read-only', 'create the volume read-only')
     .action(
       run(async (image: string, name: string, o: { size: string; preallocate?: boolean; readOnly?: boolean }) => {
-        const v = await withImage(image, false, (s) =>
-          s.createVolume(name, parseSize(o.size), { preallocate: !!o.preallocate, readOnly: !!o.readOnly }),
+        const v = await withImage(image, false, (a) =>
+          a.createVolume(name, parseSize(o.size), { preallocate: !!o.preallocate, readOnly: !!o.readOnly }),
         );
         process.stdout.write(`created volume ${v.name} (${human(v.size)})\n`);
       }),
@@ -98,7 +103,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<name>')
     .action(
       run(async (image: string, name: string) => {
-        await withImage(image, false, (s) => s.deleteVolume(name));
+        await withImage(image, false, (a) => a.deleteVolume(name));
         process.stdout.write(`removed volume ${name}\n`);
       }),
     );
@@ -109,7 +114,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<size>')
     .action(
       run(async (image: string, name: string, size: string) => {
-        const v = await withImage(image, false, (s) => s.resizeVolume(name, parseSize(size)));
+        const v = await withImage(image, false, (a) => a.resizeVolume(name, parseSize(size)));
         process.stdout.write(`resized volume ${v.name} to ${human(v.size)}\n`);
       }),
     );
@@ -119,7 +124,7 @@ export function registerImageCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       run(async (image: string, o: { json?: boolean }) => {
-        const list = await withImage(image, true, async (s) => s.listVolumes());
+        const list = await withImage(image, true, (a) => a.listVolumes());
         if (o.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         else for (const v of list) process.stdout.write(`${volumeLine(v)}\n`);
       }),
@@ -133,7 +138,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<name>')
     .action(
       run(async (image: string, vol: string, name: string) => {
-        await withImage(image, false, (s) => s.snapshot(vol, name));
+        await withImage(image, false, (a) => a.snapshot(vol, name));
         process.stdout.write(`snapshot ${name} of ${vol}\n`);
       }),
     );
@@ -146,7 +151,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<newvol>')
     .action(
       run(async (image: string, snap: string, name: string) => {
-        await withImage(image, false, (s) => s.clone(snap, name));
+        await withImage(image, false, (a) => a.clone(snap, name));
         process.stdout.write(`clone ${name} of ${snap}\n`);
       }),
     );
@@ -158,7 +163,7 @@ export function registerImageCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       run(async (image: string, o: { json?: boolean }) => {
-        const { stats, volumes } = await withImage(image, true, async (s) => ({ stats: s.stats(), volumes: s.listVolumes() }));
+        const { stats, volumes } = await withImage(image, true, (a) => a.info());
         if (o.json) {
           process.stdout.write(`${JSON.stringify({ ...stats, volumes }, null, 2)}\n`);
           return;
@@ -187,17 +192,28 @@ export function registerImageCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       run(async (image: string, vol: string, o: { json?: boolean }) => {
-        await withImage(image, true, async (s) => {
-          const rows = [...s.extents(vol)];
-          if (o.json) {
-            process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-            return;
-          }
-          for (const r of rows) {
-            const phys = r.physical < 0 ? '-' : String(r.physical);
-            process.stdout.write(`${r.offset}\t${r.length}\t${r.type}${r.shared ? ' shared' : ''}\t${phys}\n`);
-          }
-        });
+        const rows = await withImage(image, true, (a) => a.map(vol));
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+          return;
+        }
+        for (const r of rows) {
+          const phys = r.physical < 0 ? '-' : String(r.physical);
+          process.stdout.write(`${r.offset}\t${r.length}\t${r.type}${r.shared ? ' shared' : ''}\t${phys}\n`);
+        }
+      }),
+    );
+
+  program
+    .command('stats')
+    .description("print a running daemon's per-export counters (through its control channel)")
+    .argument('<image>')
+    .option('--json', 'print JSON')
+    .action(
+      run(async (image: string, o: { json?: boolean }) => {
+        const admin = await openDaemon(image);
+        const stats = await admin.stats().finally(() => admin.close());
+        process.stdout.write(o.json ? `${JSON.stringify(stats, null, 2)}\n` : statsText(stats));
       }),
     );
 

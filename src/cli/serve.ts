@@ -5,15 +5,19 @@ import { Command, Option } from 'commander';
 import type { BlockDevice } from '../engine/block-device.ts';
 import { MemoryDevice } from '../devices/memory-device.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
+import { ControlServer, controlPath } from '../control/control-server.ts';
+import { DaemonAdmin } from '../control/daemon-admin.ts';
 import { Engine } from '../engine/engine.ts';
-import { createImageFile, openImageFile } from '../fs/image-file.ts';
+import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
+import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
 import { NbdServer, type ListenAddress } from '../server/nbd-server.ts';
 import { nbdUri, parseHostPort } from '../util/listen-address.ts';
 import { createLogger, LOG_LEVELS, type Logger } from '../util/log.ts';
 import { formatSize, parseSize } from '../util/size.ts';
 import { IomapdError } from '../util/errors.ts';
+import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-options.ts';
 import { reportAndExit } from './report.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
@@ -21,20 +25,26 @@ export const EMBEDDED_DEFAULT = { path: 'data/default.iomapd', size: 2 ** 30, vo
 /** The first bytes of an iomapd image (superblock magic, src/fs/superblock.ts). */
 const IMAGE_MAGIC = Buffer.from('IOMAPDSB', 'latin1');
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
+/** --cache for images when not given (docs/ENGINE.md, "Backing I/O"). */
+export const DEFAULT_CACHE: CacheMode = 'writeback';
 
-interface ServeOptions {
+/** How the image file is accessed (src/fs/image-file.ts openImage). */
+type ImageIo = { readonly direct: boolean; readonly fallback: string | null };
+
+interface ServeOptions extends LimitOptions {
   socket?: string;
   listen?: string;
   export: string[];
   description?: string;
   readOnly: boolean;
+  cache?: CacheMode;
   raw: boolean;
   size?: string;
   logLevel: string;
 }
 
 export function registerServe(program: Command): void {
-  program
+  const command = program
     .command('serve', { isDefault: true })
     .description('serve FILE over NBD: every volume of an iomapd image, or a raw file with --raw; with no FILE, an embedded default image or memory')
     .argument('[FILE]', `iomapd image (or, with --raw or no image magic, a raw file) to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing)`)
@@ -44,8 +54,10 @@ export function registerServe(program: Command): void {
     .option('--raw', 'serve FILE as a raw disk even if it could be an image', false)
     .option('--description <TEXT>', 'export description shown to clients')
     .option('--read-only', 'refuse writes (EPERM)', false)
+    .addOption(new Option('--cache <MODE>', 'image I/O: none (O_DIRECT where the filesystem allows it) or writeback (page cache)').choices(CACHE_MODES))
     .option('--size <SIZE>', 'without FILE: serve memory of this size; with FILE: create it this size if missing')
-    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'))
+    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
+  addLimitOptions(command)
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
         await serve(file, options);
@@ -62,6 +74,8 @@ function collectNames(value: string, previous: string[]): string[] {
 interface Served {
   exports: Array<{ name: string; device: BlockDevice }>;
   what: string;
+  /** Set when serving an image: the control channel works on it. */
+  image?: { path: string; engine: Engine; io: ImageIo };
   close(): Promise<void>;
 }
 
@@ -94,14 +108,15 @@ async function openServed(file: string | undefined, options: ServeOptions): Prom
     await store.close();
   }
   if (wantImage && (await exists(path)) && (await hasImageMagic(path))) {
-    return serveImage(await openImageFile(path, { readOnly: options.readOnly }), path, options);
+    const { store, io } = await openImage(path, { readOnly: options.readOnly, cache: options.cache ?? DEFAULT_CACHE });
+    return serveImage(store, path, options, io);
   }
   const { device, what } = await openDevice(file, options);
   const name = options.export.length > 0 ? options.export[0]! : '';
   return { exports: [{ name, device }], what, close: () => device.close() };
 }
 
-function serveImage(store: ImageStore, path: string, options: ServeOptions): Served {
+function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
   const engine = new Engine(store, null);
   const volumes = store.listVolumes().map((v) => v.name);
   const names = options.export.length > 0 ? options.export : volumes;
@@ -112,7 +127,7 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions): Ser
     const device = engine.device(name);
     return { name, device: options.readOnly ? readOnlyView(device) : device };
   });
-  return { exports, what: path, close: () => engine.close() };
+  return { exports, what: path, image: { path, engine, io }, close: () => engine.close() };
 }
 
 /** --read-only over an image: the same device, refusing writes at validation (EPERM). */
@@ -121,6 +136,7 @@ function readOnlyView(device: BlockDevice): BlockDevice {
 }
 
 async function openDevice(file: string | undefined, options: ServeOptions): Promise<{ device: BlockDevice; what: string }> {
+  if (options.cache !== undefined) throw new IomapdError('BAD_ARGUMENT', '--cache applies to iomapd images only');
   const size = options.size === undefined ? undefined : parseSize(options.size);
   if (size !== undefined && (size === 0 || size % 512 !== 0)) {
     throw new IomapdError('BAD_ARGUMENT', `--size must be a positive multiple of 512 bytes, got ${options.size}`);
@@ -137,10 +153,12 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
 
 async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
   const log = createLogger(options.logLevel as never);
+  const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
   const served = await openServed(file, options);
+  if (served.image) logImageIo(served.image.io, options, log);
   const registry = new ExportRegistry();
   for (const e of served.exports) registry.add({ name: e.name, description: options.description ?? '', device: e.device });
-  const server = new NbdServer(registry, log);
+  const server = new NbdServer(registry, log, limits);
 
   const addresses: ListenAddress[] = [];
   try {
@@ -153,6 +171,7 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     await served.close();
     throw err;
   }
+  const control = served.image ? await startControl(served.image, registry, server, options, log) : null;
   for (const a of addresses) {
     for (const e of served.exports) {
       log.info(
@@ -161,10 +180,35 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
       );
     }
   }
-  stopOnSignals(server, log);
+  stopOnSignals(log, async () => {
+    await control?.close();
+    await server.shutdown();
+    // The engine may outlive every export (all volumes removed): close the store explicitly.
+    await served.close();
+  });
 }
 
-function stopOnSignals(server: NbdServer, log: Logger): void {
+/** One line on how the image is accessed; a --cache=none that fell back says why. */
+function logImageIo(io: ImageIo, options: ServeOptions, log: Logger): void {
+  const cache = options.cache ?? DEFAULT_CACHE;
+  if (io.fallback !== null) log.warn({ cache, reason: io.fallback }, 'O_DIRECT unavailable: using buffered I/O');
+  else log.info({ cache, direct: io.direct }, io.direct ? 'image opened with O_DIRECT' : 'image opened with buffered I/O');
+}
+
+/** The control channel next to the image; without it the daemon still serves (one warning). */
+async function startControl(image: NonNullable<Served['image']>, registry: ExportRegistry, server: NbdServer, options: ServeOptions, log: Logger): Promise<ControlServer | null> {
+  const admin = new DaemonAdmin({ engine: image.engine, registry, server, description: options.description ?? '', log });
+  try {
+    const control = await ControlServer.listen(controlPath(image.path), admin, log);
+    log.info({ control: control.path }, 'control channel listening');
+    return control;
+  } catch (err) {
+    log.warn({ err: (err as Error).message, control: controlPath(image.path) }, 'control channel unavailable: volume commands cannot reach this daemon');
+    return null;
+  }
+}
+
+function stopOnSignals(log: Logger, stopAll: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -173,7 +217,7 @@ function stopOnSignals(server: NbdServer, log: Logger): void {
     }
     stopping = true;
     log.info({ signal }, 'stopping: finishing in-flight requests');
-    server.shutdown().then(
+    stopAll().then(
       () => {
         log.info('stopped');
         process.exit(0);

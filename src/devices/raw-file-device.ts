@@ -29,6 +29,7 @@ import type {
   ZeroOptions,
 } from '../engine/block-device.ts';
 import { IomapdError, fail } from '../util/errors.ts';
+import { fdIo } from '../util/fd-io.ts';
 import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
 import { assertRange, fsError } from './device-checks.ts';
 
@@ -150,7 +151,7 @@ export class RawFileDevice implements BlockDevice {
     while (done < into.length) {
       let bytesRead: number;
       try {
-        ({ bytesRead } = await this.#handle.read(into, done, into.length - done, offset + done));
+        bytesRead = await fdIo.pread(this.#handle.fd, into, done, into.length - done, offset + done);
       } catch (err) {
         throw fsError(err, `read ${this.path} at ${offset + done}`);
       }
@@ -225,7 +226,7 @@ export class RawFileDevice implements BlockDevice {
     while (done < end) {
       let bytesWritten: number;
       try {
-        ({ bytesWritten } = await this.#handle.write(data, done, end - done, position + done - start));
+        bytesWritten = await fdIo.pwrite(this.#handle.fd, data, done, end - done, position + done - start);
       } catch (err) {
         throw fsError(err, `write ${this.path} at ${position + done - start}`);
       }

@@ -49,6 +49,12 @@ export interface DeviceExtent {
   readonly zero: boolean;
 }
 
+/** One run of the iomapd:mapping context; `flags` carries the bits of docs/CONTEXTS.md. */
+export interface MappingExtent {
+  readonly length: number;
+  readonly flags: number;
+}
+
 export interface BlockDevice {
   readonly size: number;
   readonly readOnly: boolean;
@@ -70,5 +76,10 @@ export interface BlockDevice {
    * extents are contiguous from `offset` and each has length > 0.
    */
   blockStatus(offset: number, length: number): Promise<DeviceExtent[]>;
+  /**
+   * The iomapd:mapping context, with blockStatus's shape rules. Optional: an export whose device
+   * lacks it does not offer the context (raw files and memory have no mapping types).
+   */
+  mappingStatus?(offset: number, length: number): Promise<MappingExtent[]>;
   close(): Promise<void>;
 }

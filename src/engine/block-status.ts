@@ -3,7 +3,7 @@
 // answers merge; the first extent is trimmed to start at `offset`; the answer never runs past
 // the volume's end and is capped at MAX_EXTENTS (the caller asks again for the rest).
 import type { ExtentInfo } from '../fs/mapping.ts';
-import type { DeviceExtent } from './block-device.ts';
+import type { DeviceExtent, MappingExtent } from './block-device.ts';
 import type { VolumeContext } from './volume-context.ts';
 
 const MAX_EXTENTS = 1 << 16;
@@ -16,11 +16,6 @@ export const MappingStatus = {
   INLINE: 3,
   SHARED: 4,
 } as const;
-
-export interface MappingExtent {
-  readonly length: number;
-  readonly flags: number;
-}
 
 function walk<T extends { length: number }>(vc: VolumeContext, offset: number, length: number, key: (e: ExtentInfo) => number, make: (len: number, k: number) => T): T[] {
   const out: Array<{ len: number; k: number }> = [];

@@ -97,6 +97,32 @@ export class Engine {
     return this.drained(source, () => this.store.clone(source, name));
   }
 
+  /**
+   * Deletes a drained volume and forgets its device and state. The caller stops exporting it
+   * first: a device still in use would fail every request with NOT_FOUND.
+   */
+  async deleteVolume(volume: string): Promise<void> {
+    await this.drained(volume, () => this.store.deleteVolume(volume));
+    this.forgetDevice(volume);
+    this.volumes.delete(volume);
+  }
+
+  /** Resizes a drained volume; its device is dropped (a VolumeDevice has a fixed size), so ask device() again. */
+  async resizeVolume(volume: string, size: number): Promise<VolumeInfo> {
+    const info = await this.drained(volume, () => this.store.resizeVolume(volume, size));
+    this.forgetDevice(volume);
+    return info;
+  }
+
+  /** Drops a device without closing the store: the engine's owner closes it (close()). */
+  private forgetDevice(volume: string): void {
+    const d = this.devices.get(volume);
+    if (!d) return;
+    this.devices.delete(volume);
+    this.openDevices--;
+    d.retire();
+  }
+
   /** FLUSH: every write replied before this call, on any volume and connection, becomes durable. */
   async flush(): Promise<boolean> {
     const committed = this.store.uncommitted > 0;

@@ -6,10 +6,10 @@ import type { SpaceReservation } from '../fs/allocator.ts';
 import type { VolumeInfo } from '../fs/image-store.ts';
 import { DEFAULT_BLOCK_SIZES } from '../devices/block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
-import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, WriteOptions, ZeroOptions } from './block-device.ts';
+import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, MappingExtent, WriteOptions, ZeroOptions } from './block-device.ts';
 import type { VolumeCounters } from './counters.ts';
 import type { Engine, VolumeState } from './engine.ts';
-import { allocationStatus, type MappingExtent, mappingStatus } from './block-status.ts';
+import { allocationStatus, mappingStatus } from './block-status.ts';
 import { readRange } from './read-path.ts';
 import type { VolumeContext } from './volume-context.ts';
 import { writeRange } from './write-path.ts';
@@ -92,6 +92,11 @@ export class VolumeDevice implements BlockDevice {
   /** The iomapd:mapping context: each extent's mapping type and whether it is shared. */
   async mappingStatus(offset: number, length: number): Promise<MappingExtent[]> {
     return mappingStatus(this.vc, offset, length);
+  }
+
+  /** The engine dropped this device (volume deleted or resized): close() no longer releases the store. */
+  retire(): void {
+    this.closed = true;
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,8 @@
 import { unlink } from 'node:fs/promises';
 import { IomapdError } from '../util/errors.ts';
 import { FileStorage } from '../storage/file-storage.ts';
+import { type CacheMode, type OpenedFile, openFileStorage } from '../storage/open-file.ts';
+import type { Storage } from '../storage/storage.ts';
 import { type CheckReport, rebuildMetadata, verifyMetadata } from './check.ts';
 import { type CreateOptions, ImageStore, type OpenOptions } from './image-store.ts';
 import { ImageLock } from './lock.ts';
@@ -26,14 +28,25 @@ export async function createImageFile(path: string, opts: CreateOptions): Promis
 }
 
 /** Opens an image file, holding its lock until the store is closed. */
-export async function openImageFile(path: string, opts: OpenOptions = {}): Promise<ImageStore> {
+export async function openImageFile(path: string, opts: ImageFileOptions = {}): Promise<ImageStore> {
+  return (await openImage(path, opts)).store;
+}
+
+export interface ImageFileOptions extends OpenOptions {
+  /** `none`: O_DIRECT where the filesystem allows it; `writeback` (default): buffered. */
+  cache?: CacheMode;
+}
+
+/** openImageFile, also saying how the file is accessed (O_DIRECT, or why `none` fell back). */
+export async function openImage(path: string, opts: ImageFileOptions = {}): Promise<{ store: ImageStore; io: Omit<OpenedFile, 'storage'> }> {
   const lock = await ImageLock.acquire(path);
-  let storage: FileStorage | null = null;
+  let storage: Storage | null = null;
   try {
-    storage = await FileStorage.open(path, { readOnly: opts.readOnly ?? false });
+    const opened = await openFileStorage(path, { readOnly: opts.readOnly ?? false, cache: opts.cache ?? 'writeback' });
+    storage = opened.storage;
     const store = await ImageStore.open(storage, opts);
     store.onClose = () => lock.release();
-    return store;
+    return { store, io: { direct: opened.direct, fallback: opened.fallback } };
   } catch (err) {
     await storage?.close().catch(() => {});
     await lock.release();

@@ -37,6 +37,7 @@ import { Journal, type ReplayResult } from './journal.ts';
 import { type ExtentInfo, Intent, type Mapping, MappingFlags, MappingType } from './mapping.ts';
 import { type Op, OpCode } from './ops.ts';
 import { Metadata, type Volume, validVolumeName } from './state.ts';
+import { UncommittedRanges } from './uncommitted-ranges.ts';
 import { MAX_CHECKPOINT_RUNS, type Superblock, decodeSuperblock, encodeSuperblock } from './superblock.ts';
 
 export interface CreateOptions {
@@ -123,6 +124,8 @@ export class ImageStore {
   private failure: IomapdError | null = null;
   private closed = false;
   private readonly tickets = new WeakMap<Mapping, Ticket>();
+  /** Map changes not yet durable: a write there is no pure overwrite (E11). */
+  private readonly uncommittedMaps = new UncommittedRanges();
   /** Called when the store closes (releases the file lock). */
   onClose: (() => Promise<void>) | null = null;
 
@@ -512,9 +515,11 @@ export class ImageStore {
       }
       return make({ ...base, length: run.len * B, type: p.type, physical: p.phys * B, flags: MappingFlags.SHARED | MappingFlags.DIRTY, cowPhysical: run.start * B });
     }
-    // Exclusive: write in place. UNWRITTEN needs conversion at end, MAPPED nothing (pure overwrite).
+    // Exclusive: write in place. UNWRITTEN needs conversion at end, MAPPED nothing (pure overwrite),
+    // unless the map change that made it MAPPED is not durable yet: then a FUA must commit it (E11).
     if (intent === Intent.WRITE) t.pins.push(this.alloc.pin(p.phys, p.len));
-    const dirty = p.type === MappingType.UNWRITTEN || intent === Intent.ZERO ? MappingFlags.DIRTY : 0;
+    const metadataPending = p.type === MappingType.UNWRITTEN || intent === Intent.ZERO || this.uncommittedMaps.overlaps(v.id, blk, blk + p.len);
+    const dirty = metadataPending ? MappingFlags.DIRTY : 0;
     return make({ ...base, type: p.type, physical: p.phys * B, flags: dirty, cowPhysical: -1 });
   }
 
@@ -648,8 +653,10 @@ export class ImageStore {
   async writeData(physical: number, buf: Buffer): Promise<void> {
     this.checkData(physical, buf.length);
     if (this.failure) throw this.failure;
-    this.dataWrites++;
     await this.storage.write(buf, this.sb.dataOffset + physical);
+    // Counted once it completed: a sync covers the writes counted when it started, and a write
+    // still in flight then may land after the sync (a later FLUSH must sync again).
+    this.dataWrites++;
   }
 
   /** Makes completed data writes durable without a journal commit (the FUA shortcut). */
@@ -658,13 +665,23 @@ export class ImageStore {
     try {
       await this.storage.sync();
     } catch (err) {
-      this.failure = asStoreError(err);
-      throw this.failure;
+      throw this.poison(err);
     }
     this.syncedWrites = Math.max(this.syncedWrites, upto);
   }
 
   // ---------------------------------------------------------------- durability
+
+  /**
+   * A sync, journal or checkpoint write failed, so what is on disk is unknown: from now on the
+   * store refuses writes with STORAGE_POISONED (EIO) instead of guessing (style habit 10). The
+   * caller that hit the failure still reports the real error (EIO or ENOSPC).
+   */
+  private poison(err: unknown): IomapdError {
+    const first = asStoreError(err);
+    this.failure ??= new IomapdError('STORAGE_POISONED', `the image refuses writes after a failed sync or metadata write: ${first.message}`, { cause: first });
+    return first;
+  }
 
   /** Appends an op: applied to memory now, durable at the next commit. */
   private log(op: Op): void {
@@ -677,6 +694,7 @@ export class ImageStore {
     }
     this.opIndex = tag;
     this.pendingOps.push(op);
+    if (op.code === OpCode.MAP || op.code === OpCode.SET_KIND) this.uncommittedMaps.add(op.vol, op.start, op.len, tag);
   }
 
   get uncommitted(): number {
@@ -719,10 +737,17 @@ export class ImageStore {
         return;
       }
       await this.syncDataIfNeeded();
-      await this.journal.write(planned);
-      await this.storage.sync();
+      try {
+        await this.journal.write(planned);
+        await this.storage.sync();
+      } catch (err) {
+        // These ops have left pendingOps and what reached the journal is unknown, so this poisons
+        // the store even for ENOSPC (a sparse image file on a full filesystem): never retry or guess.
+        throw this.poison(err);
+      }
       this.durableIndex = upto;
       this.alloc.releaseDurable(upto);
+      this.uncommittedMaps.releaseDurable(upto);
       if (this.journal.used > this.journal.size / 2) {
         await this.writeCheckpoint().catch((err) => {
           if (!(err instanceof IomapdError && err.code === 'NO_SPACE' && !this.failure)) throw err;
@@ -731,8 +756,7 @@ export class ImageStore {
     } catch (err) {
       // A checkpoint that found no space wrote nothing: the store stays usable.
       if (err instanceof IomapdError && err.code === 'NO_SPACE' && !this.failure) throw err;
-      this.failure = asStoreError(err);
-      throw this.failure;
+      throw this.poison(err);
     }
   }
 
@@ -769,8 +793,9 @@ export class ImageStore {
       const upto = this.opIndex;
       const covered = this.pendingOps.length;
       const start = { ...this.journal.pos };
+      const synced = this.dataWrites; // writes completed before this sync starts
       await this.storage.sync();
-      this.syncedWrites = this.dataWrites;
+      this.syncedWrites = Math.max(this.syncedWrites, synced);
       let at = 0;
       for (const r of runs) {
         if (at >= blob.length) break;
@@ -798,9 +823,9 @@ export class ImageStore {
       this.pendingOps.splice(0, covered);
       this.durableIndex = Math.max(this.durableIndex, upto);
       this.alloc.releaseDurable(this.durableIndex);
+      this.uncommittedMaps.releaseDurable(this.durableIndex);
     } catch (err) {
-      this.failure = asStoreError(err);
-      throw this.failure;
+      throw this.poison(err);
     }
   }
 

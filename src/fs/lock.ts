@@ -48,6 +48,17 @@ export class ImageLock {
     throw new IomapdError('LOCKED', `${imagePath} is locked (${path})`);
   }
 
+  /** The live process holding `imagePath`'s lock, or null (no lock, or a stale one). */
+  static async holder(imagePath: string): Promise<number | null> {
+    let pid = NaN;
+    try {
+      pid = Number.parseInt(await readFile(`${imagePath}.lock`, 'utf8'), 10);
+    } catch {
+      return null;
+    }
+    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+  }
+
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;

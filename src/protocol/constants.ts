@@ -161,3 +161,5 @@ export const Size = {
 
 /** The name of the one meta context iomapd shares with every NBD server. */
 export const BASE_ALLOCATION = 'base:allocation';
+/** iomapd's own context: each extent's mapping type and sharing (docs/CONTEXTS.md). */
+export const IOMAPD_MAPPING = 'iomapd:mapping';

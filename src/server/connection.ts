@@ -18,9 +18,10 @@ import { IomapdError } from '../util/errors.ts';
 import { dispatch, type DispatchContext, type Reply } from './dispatch.ts';
 import { toNbdErrno } from './errno.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
-import { Limits } from './limits.ts';
+import { DEFAULT_SERVER_LIMITS, Limits, type ServerLimits } from './limits.ts';
 import { handleOption, newSession, type Session } from './negotiation.ts';
 import { errorReply } from './replies.ts';
+import { RequestBudget } from './request-budget.ts';
 import { RequestCounters } from './request-counters.ts';
 import { transmissionFlags } from './transmission-flags.ts';
 import { validateRequest, type ValidationContext, type ValidRequest } from './validate.ts';
@@ -44,6 +45,12 @@ interface Transmission {
 
 const CLIENT_FLAGS_KNOWN = ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES;
 
+/** What the server shares with each connection: its limits and the server-wide request budget. */
+export interface ConnectionOptions {
+  readonly limits?: ServerLimits;
+  readonly budget?: RequestBudget;
+}
+
 export class Connection {
   readonly id: number;
   readonly counters = new RequestCounters();
@@ -62,14 +69,23 @@ export class Connection {
   private stopReading = false;
   private shuttingDown = false;
   private waitingForDrain = false;
+  /** The socket is corked until the end of this event-loop turn (see send()). */
+  private corked = false;
   private readonly closedPromise: Promise<void>;
   private resolveClosed!: () => void;
+  private readonly limits: ServerLimits;
+  private readonly budget: RequestBudget;
+  /** Closes a client that has not finished the handshake in time (ServerLimits.handshakeTimeoutMs). */
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private readonly wakeFromBudget = (): void => this.pump();
 
-  constructor(id: number, socket: Socket, registry: ExportRegistry, log: Logger) {
+  constructor(id: number, socket: Socket, registry: ExportRegistry, log: Logger, options: ConnectionOptions = {}) {
     this.id = id;
     this.socket = socket;
     this.registry = registry;
     this.log = log;
+    this.limits = options.limits ?? DEFAULT_SERVER_LIMITS;
+    this.budget = options.budget ?? new RequestBudget(this.limits.maxInFlightTotal);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
@@ -86,6 +102,13 @@ export class Connection {
       this.pump();
     });
     socket.write(encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES));
+    const handshakeMs = this.limits.handshakeTimeoutMs;
+    if (handshakeMs > 0) this.handshakeTimer = setTimeout(() => this.close(`no complete handshake within ${handshakeMs} ms`), handshakeMs);
+  }
+
+  /** The export this connection is in transmission with (null while negotiating). */
+  get export(): Export | null {
+    return this.tx?.export ?? null;
   }
 
   /** Resolves when the socket has closed. */
@@ -194,6 +217,8 @@ export class Connection {
   }
 
   private enterTransmission(exp: Export): void {
+    this.clearHandshakeTimer();
+    this.startIdleTimer();
     const s = this.session;
     const style: HeaderStyle = s.extended ? 'extended' : s.structured ? 'structured' : 'simple';
     const flags = transmissionFlags(exp.device, s.structured);
@@ -282,6 +307,7 @@ export class Connection {
   private start(req: ValidRequest, payload: Buffer | null): void {
     // Memory the request holds until it is answered: its WRITE payload, or its READ reply buffer.
     const bytes = (payload?.length ?? 0) + (req.type === Cmd.READ ? req.length : 0);
+    this.budget.take();
     this.inFlight++;
     this.inFlightBytes += bytes;
     const tx = this.tx!;
@@ -303,6 +329,8 @@ export class Connection {
     this.send(reply);
     if (this.stopReading) this.maybeFinish();
     else this.pump();
+    // Last: giving the slot back may wake other connections (and this one), which then read on.
+    this.budget.give();
   }
 
   private traceRequest(req: { type: number; flags: number; offset: bigint | number; length: bigint | number }, errno: number): void {
@@ -313,18 +341,27 @@ export class Connection {
     );
   }
 
-  /** Writes one reply as a unit; many small buffers go out corked in one system call. */
+  /**
+   * Queues one reply as a unit. Replies finished in the same turn of the event loop go out together:
+   * the first corks the socket and a setImmediate (after every I/O completion of this turn) uncorks
+   * it, so a burst of replies costs one writev, not one write each (docs/PERFORMANCE.md).
+   */
   private send(reply: Reply): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
-    if (reply.length === 1) {
-      this.socket.write(reply[0]!);
-    } else {
+    if (!this.corked) {
+      this.corked = true;
       this.socket.cork();
-      for (const buf of reply) this.socket.write(buf);
-      this.socket.uncork();
+      setImmediate(this.uncork);
     }
+    for (const buf of reply) this.socket.write(buf);
     this.noteQueuedReplies();
   }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    // end() and destroy() flush or drop what is corked themselves; uncork() is then a no-op.
+    this.socket.uncork();
+  };
 
   /** Backpressure on output: a client that stops reading its replies stops us reading its requests. */
   private noteQueuedReplies(): void {
@@ -332,11 +369,32 @@ export class Connection {
   }
 
   private isBusy(): boolean {
-    return (
-      this.waitingForDrain ||
-      this.inFlight >= Limits.maxInFlightPerConnection ||
-      this.inFlightBytes >= Limits.maxInFlightBytesPerConnection
-    );
+    if (this.waitingForDrain || this.inFlight >= this.limits.maxInFlightPerConnection || this.inFlightBytes >= Limits.maxInFlightBytesPerConnection) {
+      return true;
+    }
+    if (!this.budget.exhausted) return false;
+    // The server-wide cap is reached: read on once any connection answers a request.
+    this.budget.waitForSlot(this.wakeFromBudget);
+    return true;
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer === null) return;
+    clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
+  }
+
+  /**
+   * ServerLimits.idleTimeoutMs: no traffic either way for that long while nothing is in flight
+   * closes the connection (a request that takes long keeps it, its reply is still owed).
+   */
+  private startIdleTimer(): void {
+    const ms = this.limits.idleTimeoutMs;
+    if (ms <= 0) return;
+    this.socket.setTimeout(ms);
+    this.socket.on('timeout', () => {
+      if (this.inFlight === 0) this.close(`idle for ${ms} ms`);
+    });
   }
 
   private maybeFinish(): void {
@@ -355,17 +413,27 @@ export class Connection {
   private close(reason: string, graceful = false): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.releaseTimers();
     this.log.info({ reason, requests: this.counters.snapshot() }, 'connection closed');
     if (graceful) {
       this.socket.end();
       // Reading may have been paused for backpressure: resume, so the client's FIN is seen.
       this.socket.resume();
+      // A client that never closes its side must not hold the socket for ever (allowHalfOpen).
+      setTimeout(() => this.socket.destroy(), Limits.closeLingerMs).unref();
     } else {
       this.socket.destroy();
     }
   }
 
+  private releaseTimers(): void {
+    this.clearHandshakeTimer();
+    this.budget.cancel(this.wakeFromBudget);
+    this.socket.setTimeout(0);
+  }
+
   private onClose(): void {
+    this.releaseTimers();
     if (this.state !== 'closed') {
       this.state = 'closed';
       this.log.info({ reason: 'socket closed', requests: this.counters.snapshot() }, 'connection closed');

@@ -1,6 +1,6 @@
 // Dispatch: turns a validated request into device calls and builds its reply. Wire flags become
 // device options here and nowhere else. Errors are thrown; the connection maps them to errnos.
-import { Cmd, CmdFlag, StateFlag } from '../protocol/constants.ts';
+import { Cmd, CmdFlag, IOMAPD_MAPPING, StateFlag } from '../protocol/constants.ts';
 import {
   encodeBlockStatusChunk,
   encodeNoneChunk,
@@ -116,23 +116,44 @@ async function sparseRead(ctx: DispatchContext, req: ValidRequest, extents: Devi
 /** The largest extent length a 32-bit descriptor can carry, kept a multiple of 4096. */
 const MAX_NARROW_EXTENT = 0x1_0000_0000 - 4096;
 
+/**
+ * One BLOCK_STATUS chunk per selected context, each from its own extents (so their lengths may
+ * differ), in id order, DONE on the last. REQ_ONE limits each chunk to one descriptor.
+ */
 async function blockStatus(ctx: DispatchContext, req: ValidRequest): Promise<Reply> {
   const { style } = ctx;
   if (req.length === 0 || style === 'simple') return [successReply(style, req)];
   const reqOne = (req.flags & CmdFlag.REQ_ONE) !== 0;
-  const raw = await ctx.device.blockStatus(req.offset, req.length);
+  const answers = await Promise.all(
+    [...ctx.contexts].map(async ([name, id]) => ({ id, extents: clampExtents(await contextExtents(ctx.device, name, req), req.length, style, reqOne) })),
+  );
+  const target = chunkTarget(style, req);
+  return answers.map((a, i) => encodeBlockStatusChunk(target, a.id, a.extents, i === answers.length - 1));
+}
+
+/** A context's raw answer as wire descriptors (flags in that context's own terms). */
+async function contextExtents(device: BlockDevice, context: string, req: ValidRequest): Promise<StatusExtent[]> {
+  if (context === IOMAPD_MAPPING) {
+    // Selection only offers this context for devices that have it (meta-contexts.ts).
+    if (device.mappingStatus === undefined) throw new Error('iomapd:mapping selected for a device without mappingStatus');
+    return device.mappingStatus(req.offset, req.length);
+  }
+  const raw = await device.blockStatus(req.offset, req.length);
+  return raw.map((e) => ({ length: e.length, flags: (e.hole ? StateFlag.HOLE : 0) | (e.zero ? StateFlag.ZERO : 0) }));
+}
+
+/** Keeps descriptors inside the request (REQ_ONE: one) and within 32 bits for structured replies. */
+function clampExtents(raw: readonly StatusExtent[], requested: number, style: HeaderStyle, reqOne: boolean): StatusExtent[] {
   const extents: StatusExtent[] = [];
   let covered = 0;
   for (const e of raw) {
-    let length = Math.min(e.length, req.length - covered);
+    let length = Math.min(e.length, requested - covered);
     if (style === 'structured') length = Math.min(length, MAX_NARROW_EXTENT);
     if (length <= 0) break;
-    extents.push({ length, flags: (e.hole ? StateFlag.HOLE : 0) | (e.zero ? StateFlag.ZERO : 0) });
+    extents.push({ length, flags: e.flags });
     covered += length;
     // A clamped extent ends the answer: the client asks again from where it stops.
     if (reqOne || length < e.length) break;
   }
-  const target = chunkTarget(style, req);
-  const ids = [...ctx.contexts.values()];
-  return ids.map((id, i) => encodeBlockStatusChunk(target, id, extents, i === ids.length - 1));
+  return extents;
 }

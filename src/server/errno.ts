@@ -21,6 +21,9 @@ const errnoOf: Record<ErrorCode, NbdErrno> = {
   NOT_FOUND: NbdErr.EINVAL,
   ALREADY_EXISTS: NbdErr.EINVAL,
   BAD_ARGUMENT: NbdErr.EINVAL,
+  // Control channel only; never raised while serving a request.
+  BUSY: NbdErr.EINVAL,
+  NOT_RUNNING: NbdErr.EINVAL,
 };
 
 export function nbdErrnoFor(code: ErrorCode): NbdErrno {

@@ -19,6 +19,18 @@ export class ExportRegistry {
     this.defaultName ??= exp.name;
   }
 
+  /**
+   * Stops offering an export (the control channel removes deleted volumes). Connections already
+   * in transmission keep their device; the default moves to the first export left.
+   */
+  remove(name: string): Export | undefined {
+    const exp = this.byName.get(name);
+    if (exp === undefined) return undefined;
+    this.byName.delete(name);
+    if (this.defaultName === name) this.defaultName = this.byName.keys().next().value;
+    return exp;
+  }
+
   /** The export a client named; "" is the default export. */
   find(name: string): Export | undefined {
     const exact = this.byName.get(name);

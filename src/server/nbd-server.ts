@@ -4,8 +4,9 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { lstat, unlink } from 'node:fs/promises';
 import type { Logger } from '../util/log.ts';
 import { Connection } from './connection.ts';
-import type { ExportRegistry } from './export-registry.ts';
-import { Limits } from './limits.ts';
+import type { Export, ExportRegistry } from './export-registry.ts';
+import { Limits, serverLimits, type ServerLimits } from './limits.ts';
+import { RequestBudget } from './request-budget.ts';
 
 export interface ListenAddress {
   readonly kind: 'tcp' | 'unix';
@@ -20,21 +21,47 @@ export class NbdServer {
   private readonly connections = new Set<Connection>();
   private nextId = 1;
   private stopping: Promise<void> | null = null;
+  readonly limits: ServerLimits;
+  /** Requests in flight over every connection (ServerLimits.maxInFlightTotal). */
+  readonly budget: RequestBudget;
+  /** Connections closed at accept because maxConnections were open. */
+  refusedConnections = 0;
+  private refusalLog = { at: 0, suppressed: 0 };
 
-  constructor(registry: ExportRegistry, log: Logger) {
+  constructor(registry: ExportRegistry, log: Logger, limits: Partial<ServerLimits> = {}) {
     this.registry = registry;
     this.log = log;
+    this.limits = serverLimits(limits);
+    this.budget = new RequestBudget(this.limits.maxInFlightTotal);
   }
 
-  /** Serves one already-connected socket (an inherited fd, or a test's socket pair). */
-  accept(socket: Socket): Connection {
-    const id = this.nextId++;
+  /** Serves one already-connected socket (an inherited fd, or a test's socket pair); null if refused. */
+  accept(socket: Socket): Connection | null {
     const peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
-    const conn = new Connection(id, socket, this.registry, this.log.child({ conn: id, peer }));
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.refuse(socket, peer);
+      return null;
+    }
+    const id = this.nextId++;
+    const conn = new Connection(id, socket, this.registry, this.log.child({ conn: id, peer }), { limits: this.limits, budget: this.budget });
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
     if (this.stopping !== null) conn.shutdown();
     return conn;
+  }
+
+  /** Closes a connection over the limit at once; logged at most once a second, with a count. */
+  private refuse(socket: Socket, peer: string): void {
+    this.refusedConnections++;
+    socket.on('error', () => {});
+    socket.destroy();
+    const now = Date.now();
+    if (now - this.refusalLog.at < 1000) {
+      this.refusalLog.suppressed++;
+      return;
+    }
+    this.log.warn({ peer, open: this.connections.size, maxConnections: this.limits.maxConnections, suppressed: this.refusalLog.suppressed }, 'connection refused: too many connections');
+    this.refusalLog = { at: now, suppressed: 0 };
   }
 
   async listenTcp(host: string, port: number): Promise<ListenAddress> {
@@ -52,6 +79,13 @@ export class NbdServer {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Open connections in transmission with `exp` (including ones draining after the client left). */
+  connectionsTo(exp: Export): number {
+    let n = 0;
+    for (const conn of this.connections) if (conn.export === exp) n++;
+    return n;
   }
 
   /**
@@ -94,7 +128,7 @@ export class NbdServer {
 }
 
 /** A socket file left by a daemon that died is removed; any other file there is an error. */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   try {
     const st = await lstat(path);
     if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);

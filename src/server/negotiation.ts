@@ -15,7 +15,7 @@ import {
 import { decodeString } from '../protocol/strings.ts';
 import { Limits } from './limits.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
-import { listContexts, selectContexts } from './meta-contexts.ts';
+import { contextsFor, listContexts, selectContexts } from './meta-contexts.ts';
 import { transmissionFlags } from './transmission-flags.ts';
 
 /** What one connection has negotiated so far. */
@@ -158,19 +158,21 @@ function metaContext(session: Session, option: number, data: Buffer, registry: E
   const request = parseMetaContextRequest(data);
   if (!request.ok) return errorReply(option, Rep.ERR_INVALID, request.message);
   const { exportName: name, queries } = request.value;
-  if (registry.find(name) === undefined) return errorReply(option, Rep.ERR_UNKNOWN, `no export named "${name}"`);
+  const exp = registry.find(name);
+  if (exp === undefined) return errorReply(option, Rep.ERR_UNKNOWN, `no export named "${name}"`);
+  const supported = contextsFor(exp.device);
 
   const replies: Buffer[] = [];
   if (isSet) {
     const ids = new Map<string, number>();
-    for (const context of selectContexts(queries)) {
+    for (const context of selectContexts(queries, supported)) {
       const id = session.nextContextId++;
       ids.set(context, id);
       replies.push(reply(option, Rep.META_CONTEXT, encodeMetaContextEntry(id, context)));
     }
     session.meta = { exportName: name, ids };
   } else {
-    for (const context of listContexts(queries)) {
+    for (const context of listContexts(queries, supported)) {
       replies.push(reply(option, Rep.META_CONTEXT, encodeMetaContextEntry(0, context)));
     }
   }

@@ -1,6 +1,7 @@
 // Storage on a regular file through node:fs/promises. sync is fdatasync.
 import { open, type FileHandle } from 'node:fs/promises';
 import { IomapdError } from '../util/errors.ts';
+import { fdIo } from '../util/fd-io.ts';
 import { type Storage, poisonedError, storageError } from './storage.ts';
 
 export class FileStorage implements Storage {
@@ -28,7 +29,7 @@ export class FileStorage implements Storage {
     let done = 0;
     try {
       while (done < buf.length) {
-        const { bytesRead } = await this.fh.read(buf, done, buf.length - done, offset + done);
+        const bytesRead = await fdIo.pread(this.fh.fd, buf, done, buf.length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
@@ -43,7 +44,7 @@ export class FileStorage implements Storage {
     let done = 0;
     try {
       while (done < buf.length) {
-        const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, offset + done);
+        const bytesWritten = await fdIo.pwrite(this.fh.fd, buf, done, buf.length - done, offset + done);
         done += bytesWritten;
       }
     } catch (err) {

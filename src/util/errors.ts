@@ -1,5 +1,5 @@
 // The one registry of iomapd's errors. Each code is stable: logs, the CLI and tests name it, and
-// docs/ERRORS.md documents it (test/unit/errors.test.ts keeps the two in step). Which NBD errno a
+// docs/ERRORS.md documents it (test/unit/util/errors.test.ts keeps the two in step). Which NBD errno a
 // code becomes is decided in exactly one place: src/server/errno.ts.
 
 export const ErrorCodes = {
@@ -24,6 +24,8 @@ export const ErrorCodes = {
   NOT_FOUND: 'no such volume, snapshot or export',
   ALREADY_EXISTS: 'a volume, snapshot or file with that name already exists',
   BAD_ARGUMENT: 'an argument is out of range or malformed',
+  BUSY: 'the volume is in use by open NBD connections',
+  NOT_RUNNING: 'no daemon is serving the image',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

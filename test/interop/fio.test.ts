@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MiB, TRANSPORTS, describeRun, requireTool, run, withIomapd } from './harness.ts';
+import { MiB, VARIANTS, describeRun, requireTool, run, withIomapd } from './harness.ts';
 
 interface FioJob {
   jobname: string;
@@ -14,10 +14,10 @@ interface FioJob {
   sync?: { total_ios: number };
 }
 
-describe.each(TRANSPORTS)('fio nbd engine over %s', (transport) => {
+describe.each(VARIANTS)('fio nbd engine over $transport ($backend)', ({ transport, backend }) => {
   it('writes and verifies (crc32c) disjoint ranges from two jobs', async (ctx) => {
     requireTool(ctx, 'fio');
-    await withIomapd({ transport, size: '64M' }, async (server) => {
+    await withIomapd({ transport, backend, size: '64M' }, async (server) => {
       const output = join(server.dir, 'fio.json');
       const r = await run('fio', [
         '--name=interop',

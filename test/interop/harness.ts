@@ -31,6 +31,22 @@ const OUTPUT_TAIL = 8_000;
 export type Transport = 'unix' | 'tcp';
 export const TRANSPORTS: readonly Transport[] = ['unix', 'tcp'];
 
+/** What a server with no `file` serves: a memory device, or an image made with `iomapd create`. */
+export type Backend = 'memory' | 'image';
+export interface Variant {
+  readonly transport: Transport;
+  readonly backend: Backend;
+}
+/**
+ * The interop matrix: the memory device over both transports, and an image-store volume (through
+ * the engine) over a Unix socket. The image's transport adds nothing the memory runs do not cover.
+ */
+export const VARIANTS: readonly Variant[] = [
+  { transport: 'unix', backend: 'memory' },
+  { transport: 'tcp', backend: 'memory' },
+  { transport: 'unix', backend: 'image' },
+];
+
 // ---------------------------------------------------------------------------------------------
 // Tools
 
@@ -203,7 +219,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
 }
 
 /** A readable account of a finished command, for failure messages. */
-export function describeRun(r: RunResult, server?: IomapdServer): string {
+export function describeRun(r: RunResult, server?: ScriptHost): string {
   const status = r.timedOut ? 'TIMED OUT' : r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`;
   let text = `$ ${r.command}\n-> ${status}\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
   if (server) text += `\n--- iomapd (${server.uri}) ---\n${tail(server.output())}`;
@@ -214,11 +230,26 @@ export function describeRun(r: RunResult, server?: IomapdServer): string {
 export async function runOk(
   cmd: string,
   args: readonly string[],
-  opts: RunOptions & { server?: IomapdServer } = {},
+  opts: RunOptions & { server?: ScriptHost } = {},
 ): Promise<RunResult> {
   const r = await run(cmd, args, opts);
   if (r.code !== 0 || r.timedOut) throw new Error(`command failed\n${describeRun(r, opts.server)}`);
   return r;
+}
+
+/** The command line that runs the iomapd CLI, for scripts that call it themselves. */
+export const IOMAPD_COMMAND: readonly string[] = [NODE, MAIN];
+
+/** Runs the iomapd CLI (`iomapd ARGS...`) with the pinned Node; throws unless it exits 0. */
+export function iomapd(args: readonly string[], opts: RunOptions & { server?: ScriptHost } = {}): Promise<RunResult> {
+  return runOk(NODE, [MAIN, ...args], opts);
+}
+
+/** Where a script runs: a scratch directory, and the server whose output explains a failure. */
+export interface ScriptHost {
+  readonly uri: string;
+  readonly dir: string;
+  output(): string;
 }
 
 /**
@@ -226,7 +257,7 @@ export async function runOk(
  * The script is written into the server's temporary directory so tracebacks name real lines.
  */
 export async function runPython(
-  server: IomapdServer,
+  server: ScriptHost,
   script: string,
   args: readonly string[] = [],
   opts: RunOptions = {},
@@ -254,10 +285,14 @@ export function nbdshEnv(): NodeJS.ProcessEnv {
 
 export interface ServeOptions {
   transport: Transport;
-  /** Serve this raw file; otherwise a sparse in-memory device. */
+  /** Serve this file (raw, or an image if it has the magic); otherwise `backend`. */
   file?: string;
-  /** `--size` (e.g. '64M'); defaults to 64M for the memory device. */
+  /** Without `file`: memory (default), or a fresh image with one volume named after the export ('default' for ''). */
+  backend?: Backend;
+  /** `--size` (e.g. '64M'); defaults to 64M for the memory device and the image's volume. */
   size?: string;
+  /** The image's data capacity (`iomapd create --capacity`; default: the volume size). */
+  capacity?: string;
   exportName?: string;
   readOnly?: boolean;
   extraArgs?: readonly string[];
@@ -270,6 +305,8 @@ export interface IomapdServer {
   readonly exportName: string;
   /** A temporary directory owned by this server (socket, scratch files); removed by stop(). */
   readonly dir: string;
+  /** The image served (backend 'image'), for `iomapd` commands through the control channel. */
+  readonly image: string | null;
   /** URI of the same server with another export name (e.g. '' for the default export). */
   uriFor(exportName: string): string;
   /** Everything the server printed so far (stdout then stderr). */
@@ -292,12 +329,27 @@ export async function startIomapd(opts: ServeOptions): Promise<IomapdServer> {
   const dir = await mkdtemp(join(tmpdir(), 'iomapd-interop-'));
   const exportName = opts.exportName ?? '';
   const args = [MAIN, 'serve'];
-  if (opts.file !== undefined) args.push(opts.file);
-  if (opts.size !== undefined) args.push('--size', opts.size);
-  else if (opts.file === undefined) args.push('--size', '64M');
+  let image: string | null = null;
+  if (opts.file === undefined && opts.backend === 'image') {
+    image = join(dir, 'image.iomapd');
+    const create = ['create', image, '--size', opts.size ?? '64M', '--volume', exportName === '' ? 'default' : exportName];
+    if (opts.capacity !== undefined) create.push('--capacity', opts.capacity);
+    try {
+      await iomapd(create);
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+    args.push(image);
+  } else if (opts.file !== undefined) {
+    args.push(opts.file);
+  }
+  if (opts.size !== undefined && image === null) args.push('--size', opts.size);
+  else if (opts.file === undefined && image === null) args.push('--size', '64M');
   if (opts.transport === 'unix') args.push('--socket', join(dir, 'nbd.sock'));
   else args.push('--listen', '127.0.0.1:0');
-  if (opts.exportName !== undefined) args.push('--export', opts.exportName);
+  // An image's one volume is already named after the export (and "" reaches it as the default).
+  if (opts.exportName !== undefined && image === null) args.push('--export', opts.exportName);
   if (opts.readOnly) args.push('--read-only');
   args.push('--log-level', 'info', ...(opts.extraArgs ?? []));
 
@@ -365,6 +417,7 @@ export async function startIomapd(opts: ServeOptions): Promise<IomapdServer> {
     transport: opts.transport,
     exportName,
     dir,
+    image,
     uriFor: (name: string) => withExportName(uri, name),
     output,
     async stop() {

@@ -4,16 +4,16 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
-import { MiB, TRANSPORTS, patternBytes, requireTool, runOk, withIomapd, withTempDir } from './harness.ts';
+import { MiB, VARIANTS, patternBytes, requireTool, runOk, withIomapd, withTempDir } from './harness.ts';
 
-describe.each(TRANSPORTS)('nbdcopy over %s', (transport) => {
+describe.each(VARIANTS)('nbdcopy over $transport ($backend)', ({ transport, backend }) => {
   it('copies a file to the export and back, byte for byte', async (ctx) => {
     requireTool(ctx, 'nbdcopy', 'cmp');
     await withTempDir(async (dir) => {
       const source = join(dir, 'source.raw');
       const back = join(dir, 'back.raw');
       await writeFile(source, patternBytes(24 * MiB, 0xc0ffee));
-      await withIomapd({ transport, size: '24M' }, async (server) => {
+      await withIomapd({ transport, backend, size: '24M' }, async (server) => {
         await runOk('nbdcopy', ['--flush', source, server.uri], { server });
         await runOk('nbdcopy', [server.uri, back], { server });
       });
@@ -27,7 +27,7 @@ describe.each(TRANSPORTS)('nbdcopy over %s', (transport) => {
       const source = join(dir, 'source.raw');
       const back = join(dir, 'back.raw');
       await writeFile(source, patternBytes(16 * MiB, 0x5eed));
-      await withIomapd({ transport, size: '16M' }, async (from) => {
+      await withIomapd({ transport, backend, size: '16M' }, async (from) => {
         await withIomapd({ transport, file: join(dir, 'target.raw'), size: '16M' }, async (to) => {
           await runOk('nbdcopy', [source, from.uri], { server: from });
           // --allocated: zeros are written as allocated zeros (WRITE_ZEROES with NO_HOLE).

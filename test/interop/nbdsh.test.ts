@@ -5,8 +5,8 @@
 // Each script collects every mismatch and prints them all before exiting non-zero, so one run
 // shows every wrong error code at once.
 import { describe, expect, it } from 'vitest';
-import { MiB, TRANSPORTS, nbdshEnv, requireTool, runOk, runPython, withIomapd } from './harness.ts';
-import type { IomapdServer, ServeOptions } from './harness.ts';
+import { MiB, VARIANTS, nbdshEnv, requireTool, runOk, runPython, withIomapd } from './harness.ts';
+import type { IomapdServer, ServeOptions, Variant } from './harness.ts';
 
 const PRELUDE = String.raw`
 import errno, sys, time
@@ -94,17 +94,17 @@ async function script(server: IomapdServer, size: number, body: string): Promise
   await runPython(server, `${PRELUDE}\n${body}`, [server.uri, String(size)]);
 }
 
-function testWith(transport: ServeOptions['transport'], name: string, opts: Partial<ServeOptions>, sizeMiB: number, body: string): void {
+function testWith(variant: Variant, name: string, opts: Partial<ServeOptions>, sizeMiB: number, body: string): void {
   it(name, async (ctx) => {
     requireTool(ctx, 'python3-nbd');
-    await withIomapd({ transport, size: `${sizeMiB}M`, ...opts }, (server) => script(server, sizeMiB * MiB, body));
+    await withIomapd({ ...variant, size: `${sizeMiB}M`, ...opts }, (server) => script(server, sizeMiB * MiB, body));
   });
 }
 
-describe.each(TRANSPORTS)('libnbd (nbdsh API) over %s', (transport) => {
+describe.each(VARIANTS)('libnbd (nbdsh API) over $transport ($backend)', (variant) => {
   it('nbdsh -u URI -c runs commands on the export', async (ctx) => {
     requireTool(ctx, 'nbdsh');
-    await withIomapd({ transport, size: '8M' }, async (server) => {
+    await withIomapd({ ...variant, size: '8M' }, async (server) => {
       const commands = [
         'assert h.get_size() == 8 * 1024 * 1024',
         'assert h.get_structured_replies_negotiated()',
@@ -121,7 +121,7 @@ describe.each(TRANSPORTS)('libnbd (nbdsh API) over %s', (transport) => {
     });
   });
 
-  testWith(transport, 'negotiates structured replies, base:allocation and the block sizes', {}, 64, String.raw`
+  testWith(variant, 'negotiates structured replies, base:allocation and the block sizes', {}, 64, String.raw`
 h = connect()
 check(h.get_protocol() == 'newstyle-fixed', 'protocol %r' % h.get_protocol())
 check(h.get_structured_replies_negotiated(), 'structured replies not negotiated')
@@ -160,7 +160,7 @@ check(h.pread(32 * MiB, 0)[:8192] == b'\x11' * 4096 + b'\x22' * 4096, '32 MiB si
 finish(h)
 `);
 
-  testWith(transport, 'reports block status (base:allocation) with holes and data', {}, 64, String.raw`
+  testWith(variant, 'reports block status (base:allocation) with holes and data', {}, 64, String.raw`
 h = connect()
 before = allocation(h, 0, SIZE)
 check(all(fl & nbd.STATE_HOLE for (_, _, fl) in before), 'fresh device not all hole: %r' % before[:8])
@@ -187,7 +187,7 @@ if got and len(got[0]) == 2:
 finish(h)
 `);
 
-  testWith(transport, 'zeroes ranges (WRITE_ZEROES, NO_HOLE, FAST_ZERO, FUA)', {}, 64, String.raw`
+  testWith(variant, 'zeroes ranges (WRITE_ZEROES, NO_HOLE, FAST_ZERO, FUA)', {}, 64, String.raw`
 h = connect()
 h.pwrite(b'\xcc' * (4 * MiB), 8 * MiB)
 h.zero(256 * 1024, 8 * MiB + 256 * 1024)
@@ -214,7 +214,7 @@ check(h.pread(MiB, 30 * MiB) == bytes(MiB), 'zeroed hole reads non-zero')
 finish(h)
 `);
 
-  testWith(transport, 'trims ranges to zeros and holes', {}, 64, String.raw`
+  testWith(variant, 'trims ranges to zeros and holes', {}, 64, String.raw`
 h = connect()
 h.pwrite(b'\x77' * (2 * MiB), 16 * MiB)
 h.trim(MiB, 16 * MiB)
@@ -230,7 +230,7 @@ check(flags_over(ext, 17 * MiB + 8192, MiB - 8192) == {0}, 'untrimmed data not d
 finish(h)
 `);
 
-  testWith(transport, 'flushes, and FUA and FLUSH cover writes across connections', {}, 64, String.raw`
+  testWith(variant, 'flushes, and FUA and FLUSH cover writes across connections', {}, 64, String.raw`
 a, b, c = connect(), connect(), connect()
 # Write on A, wait for the reply; FLUSH on B; read on C.
 a.pwrite(b'\x31' * 65536, 20 * MiB)
@@ -254,7 +254,7 @@ b.shutdown()
 c.shutdown()
 `);
 
-  testWith(transport, 'caches ranges (CACHE)', {}, 64, String.raw`
+  testWith(variant, 'caches ranges (CACHE)', {}, 64, String.raw`
 h = connect()
 h.pwrite(b'\x44' * MiB, 0)
 h.cache(MiB, 0)
@@ -264,7 +264,7 @@ check(h.pread(MiB, 0) == b'\x44' * MiB, 'contents changed by CACHE')
 finish(h)
 `);
 
-  testWith(transport, 'answers a pipelined batch of aio_pwrite/aio_pread in any order', {}, 64, String.raw`
+  testWith(variant, 'answers a pipelined batch of aio_pwrite/aio_pread in any order', {}, 64, String.raw`
 h = connect()
 def wait_all(cookies, what):
     deadline = time.time() + 30
@@ -314,7 +314,7 @@ check(h.pread(32 * 4096, off) == b'\xee' * (32 * 4096), 'aio writes of the mixed
 finish(h)
 `);
 
-  testWith(transport, 'rejects out-of-range, misaligned and invalid requests with the right errno', {}, 64, String.raw`
+  testWith(variant, 'rejects out-of-range, misaligned and invalid requests with the right errno', {}, 64, String.raw`
 h = connect(strict=False)
 h.pwrite(b'\xee' * 4096, 0)
 h.pwrite(b'\xef' * 4096, SIZE - 4096)
@@ -379,7 +379,7 @@ check(h.pread(4096, 0) == b'\xee' * 4096, 'simple: stream out of step after reje
 finish(h)
 `);
 
-  testWith(transport, 'rejects writes, trims and zeroes on a read-only export with EPERM', { readOnly: true }, 64, String.raw`
+  testWith(variant, 'rejects writes, trims and zeroes on a read-only export with EPERM', { readOnly: true }, 64, String.raw`
 h = connect(strict=False)
 check(h.is_read_only(), 'export not read-only')
 expect_error('WRITE', 'EPERM', h.pwrite, b'\x01' * 4096, 0)

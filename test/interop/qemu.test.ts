@@ -4,7 +4,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MiB, TRANSPORTS, describeRun, patternBytes, requireTool, run, runOk, withIomapd, withTempDir } from './harness.ts';
+import { MiB, VARIANTS, describeRun, patternBytes, requireTool, run, runOk, withIomapd, withTempDir } from './harness.ts';
 import type { IomapdServer } from './harness.ts';
 
 /** Runs qemu-io commands on the export; fails on a non-zero exit or any complaint in the output. */
@@ -29,10 +29,10 @@ function countOps(output: string): Record<string, number> {
   return counts;
 }
 
-describe.each(TRANSPORTS)('qemu over %s', (transport) => {
+describe.each(VARIANTS)('qemu over $transport ($backend)', ({ transport, backend }) => {
   it('qemu-io: write -P / read -P, write -z, discard, FUA', async (ctx) => {
     requireTool(ctx, 'qemu-io');
-    await withIomapd({ transport, size: '64M' }, async (server) => {
+    await withIomapd({ transport, backend, size: '64M' }, async (server) => {
       const out = await qemuIo(server, [
         'write -P 0xab 0 1M',
         'read -P 0xab 0 1M',
@@ -64,7 +64,7 @@ describe.each(TRANSPORTS)('qemu over %s', (transport) => {
 
   it('qemu-io: aio_write / aio_read with aio_flush', async (ctx) => {
     requireTool(ctx, 'qemu-io');
-    await withIomapd({ transport, size: '64M' }, async (server) => {
+    await withIomapd({ transport, backend, size: '64M' }, async (server) => {
       const commands: string[] = [];
       for (let i = 0; i < 16; i++) commands.push(`aio_write -P ${0x40 + i} ${i * 256}k 256k`);
       commands.push('aio_write -f -P 0x99 8M 1M'); // FUA
@@ -77,14 +77,15 @@ describe.each(TRANSPORTS)('qemu over %s', (transport) => {
     });
   });
 
-  for (const backend of ['memory', 'file'] as const) {
-    it(`qemu-img convert to and from a ${backend} export, then qemu-img compare`, async (ctx) => {
+  // The raw-file export runs with the memory variants only: it does not depend on the variant's backend.
+  for (const served of backend === 'memory' ? (['memory', 'file'] as const) : (['image'] as const)) {
+    it(`qemu-img convert to and from a ${served} export, then qemu-img compare`, async (ctx) => {
       requireTool(ctx, 'qemu-img');
       await withTempDir(async (dir) => {
         const source = join(dir, 'source.raw');
         const back = join(dir, 'back.raw');
         await writeFile(source, patternBytes(16 * MiB, 0x1badb002));
-        const serve = backend === 'memory' ? { size: '16M' } : { file: join(dir, 'served.raw'), size: '16M' };
+        const serve = served === 'file' ? { file: join(dir, 'served.raw'), size: '16M' } : { backend, size: '16M' };
         await withIomapd({ transport, ...serve }, async (server) => {
           const info = await runOk('qemu-img', ['info', '--output=json', '-f', 'raw', server.uri], { server });
           expect((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size']).toBe(16 * MiB);

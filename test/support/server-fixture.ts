@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BlockDevice } from '../../src/engine/block-device.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
+import type { ServerLimits } from '../../src/server/limits.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { RawClient, type Target } from './raw-client.ts';
@@ -27,10 +28,10 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(exports: readonly ExportSpec[], transport: Transport): Promise<TestServer> {
+export async function startServer(exports: readonly ExportSpec[], transport: Transport, limits: Partial<ServerLimits> = {}): Promise<TestServer> {
   const registry = new ExportRegistry();
   for (const e of exports) registry.add({ name: e.name, description: e.description ?? '', device: e.device });
-  const server = new NbdServer(registry, silentLogger);
+  const server = new NbdServer(registry, silentLogger, limits);
   let dir: string | undefined;
   let target: Target;
   if (transport === 'unix') {

@@ -1,6 +1,7 @@
 // What only the raw file device does: opening and creating files, durability through fdatasync,
 // refusing writes after a failed sync, hole punching with its fallback, and error mapping.
-// Failures are injected by spying on the FileHandle prototype, which every handle shares.
+// Failures are injected by spying on the FileHandle prototype, which every handle shares (datasync),
+// and on fdIo (the positional reads and writes).
 import { execFile as execFileCb } from 'node:child_process';
 import { chmod, open, readFile, readlink, stat, truncate, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RawFileDevice } from '../../../src/devices/raw-file-device.ts';
 import { isIomapdError } from '../../../src/util/errors.ts';
+import { fdIo } from '../../../src/util/fd-io.ts';
 import { KiB, MiB, isAllZero, makeTempDir, pattern } from './device-fixtures.ts';
 
 const execFile = promisify(execFileCb);
@@ -140,15 +142,10 @@ describe('RawFileDevice I/O', () => {
   it('loops on short reads and short writes', async () => {
     const { device } = await createDevice();
     // Pass at most 1000 bytes on to the real positional read/write, as a short transfer would.
-    type Positional = (this: FileHandle, b: Buffer, o: number, l: number, p: number) => Promise<unknown>;
-    const capped = (real: Positional) =>
-      function (this: FileHandle, buffer: Buffer, offset: number, length: number, position: number) {
-        return real.call(this, buffer, offset, Math.min(length, 1000), position);
-      };
-    const realRead = fileHandleProto.read as unknown as Positional;
-    const realWrite = fileHandleProto.write as unknown as Positional;
-    const reads = vi.spyOn(fileHandleProto, 'read').mockImplementation(capped(realRead) as unknown as FileHandle['read']);
-    const writes = vi.spyOn(fileHandleProto, 'write').mockImplementation(capped(realWrite) as unknown as FileHandle['write']);
+    const realRead = fdIo.pread;
+    const realWrite = fdIo.pwrite;
+    const reads = vi.spyOn(fdIo, 'pread').mockImplementation((fd, b, o, l, p) => realRead(fd, b, o, Math.min(l, 1000), p));
+    const writes = vi.spyOn(fdIo, 'pwrite').mockImplementation((fd, b, o, l, p) => realWrite(fd, b, o, Math.min(l, 1000), p));
     await device.write(pattern(10 * KiB, 4), 512, { fua: false });
     expect(writes.mock.calls.length).toBe(11);
     const back = Buffer.alloc(10 * KiB);
@@ -171,7 +168,7 @@ describe('RawFileDevice I/O', () => {
   ])('maps a write failing with %s to %s, keeping the cause', async (errno, code) => {
     const { device } = await createDevice();
     const injected = errnoError(errno);
-    vi.spyOn(fileHandleProto, 'write').mockRejectedValue(injected);
+    vi.spyOn(fdIo, 'pwrite').mockRejectedValue(injected);
     const err = await device.write(Buffer.alloc(512), 0, { fua: false }).catch((e: unknown) => e);
     expect(isIomapdError(err, code as 'IO')).toBe(true);
     expect((err as Error).cause).toBe(injected);

@@ -142,6 +142,7 @@ const SIZES: Readonly<Record<string, number>> = {
 
 const STRINGS: Readonly<Record<string, string>> = {
   BASE_ALLOCATION: 'base:allocation',
+  IOMAPD_MAPPING: 'iomapd:mapping',
 };
 
 /** Magics that protocol.md lists but iomapd must never accept or send. */

@@ -418,6 +418,60 @@ describe('LIST_META_CONTEXT and SET_META_CONTEXT', () => {
   });
 });
 
+describe('iomapd:mapping is offered per export', () => {
+  const LIST = OPT.LIST_META_CONTEXT;
+  const SET = OPT.SET_META_CONTEXT;
+  /** 'disk' and 'ro' are plain memory; 'img' has mappingStatus, as an image volume does. */
+  function withMapped(): ExportRegistry {
+    const r = registry();
+    const device = Object.assign(new MemoryDevice({ size: DISK_SIZE }), { mappingStatus: async () => [] });
+    r.add({ name: 'img', description: '', device });
+    return r;
+  }
+
+  it('LIST on an export with mapping types: both contexts; "iomapd:" is a wildcard', () => {
+    transcript(
+      [
+        { opt: LIST, data: metaData('img', []), kind: 'continue', replies: [metaReply(LIST, 0, 'base:allocation'), metaReply(LIST, 0, 'iomapd:mapping'), ack(LIST)] },
+        { opt: LIST, data: metaData('img', ['iomapd:']), kind: 'continue', replies: [metaReply(LIST, 0, 'iomapd:mapping'), ack(LIST)] },
+        { opt: LIST, data: metaData('img', ['iomapd:mapping', 'iomapd:other']), kind: 'continue', replies: [metaReply(LIST, 0, 'iomapd:mapping'), ack(LIST)] },
+      ],
+      newSession(true),
+      withMapped(),
+    );
+  });
+
+  it('LIST and SET on an export without mapping types never offer it', () => {
+    const { session } = transcript(
+      [
+        { opt: LIST, data: metaData('disk', ['iomapd:']), kind: 'continue', replies: [ack(LIST)] },
+        { opt: OPT.STRUCTURED_REPLY, kind: 'continue', replies: [ack(OPT.STRUCTURED_REPLY)] },
+        { opt: SET, data: metaData('disk', ['iomapd:mapping']), kind: 'continue', replies: [ack(SET)] },
+      ],
+      newSession(true),
+      withMapped(),
+    );
+    expect(session.meta?.ids.size).toBe(0);
+  });
+
+  it('SET selects both with their own ids; "iomapd:" selects nothing in SET', () => {
+    const { session } = transcript(
+      [
+        { opt: OPT.STRUCTURED_REPLY, kind: 'continue', replies: [ack(OPT.STRUCTURED_REPLY)] },
+        {
+          opt: SET,
+          data: metaData('img', ['iomapd:mapping', 'iomapd:', 'base:allocation']),
+          kind: 'continue',
+          replies: [metaReply(SET, 1, 'iomapd:mapping'), metaReply(SET, 2, 'base:allocation'), ack(SET)],
+        },
+      ],
+      newSession(true),
+      withMapped(),
+    );
+    expect(session.meta?.ids).toEqual(new Map([['iomapd:mapping', 1], ['base:allocation', 2]]));
+  });
+});
+
 describe('while shutting down', () => {
   it.each([
     ['LIST', OPT.LIST, empty],

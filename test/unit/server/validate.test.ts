@@ -240,6 +240,8 @@ describe('the errno boundary (src/server/errno.ts)', () => {
     NOT_FOUND: ERR.EINVAL,
     ALREADY_EXISTS: ERR.EINVAL,
     BAD_ARGUMENT: ERR.EINVAL,
+    BUSY: ERR.EINVAL,
+    NOT_RUNNING: ERR.EINVAL,
   };
 
   it.each(Object.keys(ErrorCodes) as ErrorCode[])('%s', (code) => {

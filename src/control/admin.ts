@@ -1,0 +1,46 @@
+// What the CLI's image commands ask of an image, whoever holds it: the CLI process itself (the
+// image is idle: LocalAdmin opens it), or a running daemon (RemoteAdmin over IMAGE.ctl, answered
+// by DaemonAdmin inside the daemon). The CLI only parses and prints around these calls.
+import type { VolumeCounters } from '../engine/counters.ts';
+import type { StoreStats, VolumeInfo } from '../fs/image-store.ts';
+import type { ExtentInfo } from '../fs/mapping.ts';
+
+export interface ImageInfo {
+  readonly stats: StoreStats;
+  readonly volumes: VolumeInfo[];
+}
+
+export interface ExportStats {
+  /** The export's name (the volume's). */
+  readonly name: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** NBD connections in transmission with this export right now. */
+  readonly connections: number;
+  readonly counters: VolumeCounters;
+}
+
+export interface DaemonStats {
+  readonly pid: number;
+  readonly exports: ExportStats[];
+  readonly store: StoreStats;
+}
+
+export interface CreateVolumeOptions {
+  readonly preallocate: boolean;
+  readonly readOnly: boolean;
+}
+
+export interface ImageAdmin {
+  listVolumes(): Promise<VolumeInfo[]>;
+  createVolume(name: string, size: number, opts: CreateVolumeOptions): Promise<VolumeInfo>;
+  deleteVolume(name: string): Promise<void>;
+  resizeVolume(name: string, size: number): Promise<VolumeInfo>;
+  snapshot(volume: string, name: string): Promise<VolumeInfo>;
+  clone(snapshot: string, name: string): Promise<VolumeInfo>;
+  info(): Promise<ImageInfo>;
+  map(volume: string): Promise<ExtentInfo[]>;
+  /** Per-export counters: only a running daemon has them (NOT_RUNNING otherwise). */
+  stats(): Promise<DaemonStats>;
+  close(): Promise<void>;
+}

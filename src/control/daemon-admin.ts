@@ -1,0 +1,138 @@
+// ImageAdmin inside the daemon serving the image: what the control channel calls. Structural
+// changes go through the engine, which drains the volume first (semantics K2: a snapshot holds
+// every write replied before it), and the export registry follows the image: new volumes,
+// snapshots and clones become exports; a deleted volume stops being one. A volume that NBD
+// connections use cannot be removed or resized (BUSY): an NBD client cannot be told that its
+// disk went away or changed size, so the operator disconnects it first.
+import type { Engine } from '../engine/engine.ts';
+import type { VolumeInfo } from '../fs/image-store.ts';
+import type { ExtentInfo } from '../fs/mapping.ts';
+import type { Export, ExportRegistry } from '../server/export-registry.ts';
+import type { NbdServer } from '../server/nbd-server.ts';
+import { IomapdError } from '../util/errors.ts';
+import type { Logger } from '../util/log.ts';
+import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
+
+export interface DaemonParts {
+  readonly engine: Engine;
+  readonly registry: ExportRegistry;
+  readonly server: NbdServer;
+  /** The description new exports get (serve's --description). */
+  readonly description: string;
+  readonly log: Logger;
+}
+
+export class DaemonAdmin implements ImageAdmin {
+  private readonly parts: DaemonParts;
+  /** Admin operations run one at a time, so each one's checks and registry change stay together. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(parts: DaemonParts) {
+    this.parts = parts;
+  }
+
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(op, op);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async listVolumes(): Promise<VolumeInfo[]> {
+    return this.parts.engine.store.listVolumes();
+  }
+
+  createVolume(name: string, size: number, opts: CreateVolumeOptions): Promise<VolumeInfo> {
+    return this.serial(async () => {
+      const info = await this.parts.engine.store.createVolume(name, size, opts);
+      this.exportVolume(name);
+      return info;
+    });
+  }
+
+  deleteVolume(name: string): Promise<void> {
+    return this.serial(async () => {
+      const exp = this.unexport(name);
+      try {
+        await this.parts.engine.deleteVolume(name);
+      } catch (err) {
+        if (exp) this.parts.registry.add(exp);
+        throw err;
+      }
+      this.parts.log.info({ volume: name }, 'control: volume removed');
+    });
+  }
+
+  resizeVolume(name: string, size: number): Promise<VolumeInfo> {
+    return this.serial(async () => {
+      const exp = this.unexport(name);
+      let info: VolumeInfo;
+      try {
+        info = await this.parts.engine.resizeVolume(name, size);
+      } catch (err) {
+        if (exp) this.parts.registry.add(exp);
+        throw err;
+      }
+      // The old device kept the old size: export the volume again through a new one.
+      if (exp) this.exportVolume(name);
+      return info;
+    });
+  }
+
+  snapshot(volume: string, name: string): Promise<VolumeInfo> {
+    return this.serial(async () => {
+      const info = await this.parts.engine.snapshot(volume, name);
+      this.exportVolume(name);
+      return info;
+    });
+  }
+
+  clone(snapshot: string, name: string): Promise<VolumeInfo> {
+    return this.serial(async () => {
+      const info = await this.parts.engine.clone(snapshot, name);
+      this.exportVolume(name);
+      return info;
+    });
+  }
+
+  async info(): Promise<ImageInfo> {
+    const { store } = this.parts.engine;
+    return { stats: store.stats(), volumes: store.listVolumes() };
+  }
+
+  async map(volume: string): Promise<ExtentInfo[]> {
+    return [...this.parts.engine.store.extents(volume)];
+  }
+
+  async stats(): Promise<DaemonStats> {
+    const { engine, registry, server } = this.parts;
+    const exports = registry.list().map((e) => ({
+      name: e.name,
+      size: e.device.size,
+      readOnly: e.device.readOnly,
+      connections: server.connectionsTo(e),
+      counters: { ...engine.counters(e.name) },
+    }));
+    return { pid: process.pid, exports, store: engine.store.stats() };
+  }
+
+  /** The daemon owns the engine; a control connection closing changes nothing. */
+  async close(): Promise<void> {}
+
+  private exportVolume(name: string): void {
+    const { engine, registry, description, log } = this.parts;
+    const device = engine.device(name);
+    registry.add({ name, description, device });
+    log.info({ export: name, size: device.size, readOnly: device.readOnly }, 'control: export added');
+  }
+
+  /** Stops exporting `name` if nothing uses it (BUSY otherwise); the export, to restore on failure. */
+  private unexport(name: string): Export | null {
+    const { registry, server } = this.parts;
+    const exp = registry.list().find((e) => e.name === name);
+    if (exp === undefined) return null;
+    const users = server.connectionsTo(exp);
+    if (users > 0) throw new IomapdError('BUSY', `volume "${name}" has ${users} open NBD connection(s); disconnect them first`);
+    registry.remove(name);
+    return exp;
+  }
+}

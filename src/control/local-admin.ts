@@ -1,0 +1,60 @@
+// ImageAdmin on an image no daemon holds: this process opens it (taking its lock) for the command.
+import { openImageFile } from '../fs/image-file.ts';
+import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import type { ExtentInfo } from '../fs/mapping.ts';
+import { IomapdError } from '../util/errors.ts';
+import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
+
+export class LocalAdmin implements ImageAdmin {
+  private readonly store: ImageStore;
+  private readonly path: string;
+
+  private constructor(store: ImageStore, path: string) {
+    this.store = store;
+    this.path = path;
+  }
+
+  static async open(path: string, readOnly: boolean): Promise<LocalAdmin> {
+    return new LocalAdmin(await openImageFile(path, { readOnly }), path);
+  }
+
+  async listVolumes(): Promise<VolumeInfo[]> {
+    return this.store.listVolumes();
+  }
+
+  createVolume(name: string, size: number, opts: CreateVolumeOptions): Promise<VolumeInfo> {
+    return this.store.createVolume(name, size, opts);
+  }
+
+  deleteVolume(name: string): Promise<void> {
+    return this.store.deleteVolume(name);
+  }
+
+  resizeVolume(name: string, size: number): Promise<VolumeInfo> {
+    return this.store.resizeVolume(name, size);
+  }
+
+  snapshot(volume: string, name: string): Promise<VolumeInfo> {
+    return this.store.snapshot(volume, name);
+  }
+
+  clone(snapshot: string, name: string): Promise<VolumeInfo> {
+    return this.store.clone(snapshot, name);
+  }
+
+  async info(): Promise<ImageInfo> {
+    return { stats: this.store.stats(), volumes: this.store.listVolumes() };
+  }
+
+  async map(volume: string): Promise<ExtentInfo[]> {
+    return [...this.store.extents(volume)];
+  }
+
+  async stats(): Promise<DaemonStats> {
+    throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${this.path}: counters exist only in a running daemon`);
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}

@@ -1,0 +1,33 @@
+// Opening an image's backing file in the chosen cache mode:
+//   none      O_DIRECT (direct-file-storage.ts), if the filesystem passes the probe; else buffered
+//   writeback buffered through the page cache (file-storage.ts); durability still comes from
+//             fdatasync at FUA and FLUSH, so "writeback" loses nothing that was acknowledged durable
+import { DirectFileStorage } from './direct-file-storage.ts';
+import { FileStorage } from './file-storage.ts';
+import type { Storage } from './storage.ts';
+
+export type CacheMode = 'none' | 'writeback';
+export const CACHE_MODES: readonly CacheMode[] = ['none', 'writeback'];
+
+export interface OpenedFile {
+  readonly storage: Storage;
+  /** O_DIRECT is in use. */
+  readonly direct: boolean;
+  /** Why `none` fell back to buffered I/O (null when it did not). */
+  readonly fallback: string | null;
+}
+
+/** `openDirect` is replaceable so tests can make the probe fail on a filesystem that has O_DIRECT. */
+export async function openFileStorage(
+  path: string,
+  opts: { readOnly?: boolean; cache?: CacheMode } = {},
+  openDirect: typeof DirectFileStorage.open = (p, o) => DirectFileStorage.open(p, o),
+): Promise<OpenedFile> {
+  let fallback: string | null = null;
+  if (opts.cache === 'none') {
+    const direct = await openDirect(path, { readOnly: opts.readOnly ?? false });
+    if (direct.ok) return { storage: direct.storage, direct: true, fallback: null };
+    fallback = direct.reason;
+  }
+  return { storage: await FileStorage.open(path, { readOnly: opts.readOnly ?? false }), direct: false, fallback };
+}
