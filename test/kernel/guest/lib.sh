@@ -8,6 +8,8 @@
 # Lines for the host (test/kernel/harness.ts reads the console):
 #   RIG-STEP <guest uptime> <what>        progress, for timings
 #   RIG-PATTERN <name> <offset> <length> <sha256>   a region the host checks in the image file
+#   RIG-RANGE <kind> <offset> <length>    a device range the host looks up in `iomapd map`
+#   RIG-HOST <name>                       a request for host step <name> (see host_step)
 #   RIG-FAIL: <why>                       the reason for a non-zero exit
 set -eu
 
@@ -16,6 +18,12 @@ BLOCKDEV=/usr/sbin/blockdev
 DD=/usr/bin/dd
 SHA256SUM=/usr/bin/sha256sum
 FIO=/usr/bin/fio
+E2FSCK=/usr/sbin/e2fsck
+MKFS_EXT4=/usr/sbin/mkfs.ext4
+FSFREEZE=/usr/sbin/fsfreeze
+FSTRIM=/usr/sbin/fstrim
+BLKDISCARD=/usr/sbin/blkdiscard
+FILEFRAG=/usr/sbin/filefrag
 
 step() {
   echo "RIG-STEP $(cut -d' ' -f1 /proc/uptime) $*"
@@ -31,7 +39,17 @@ attach() {
   _attach_dev=$1
   _attach_port=$2
   shift 2
-  $NBD_CLIENT "$RIG_HOST" "$_attach_port" "$_attach_dev" -N "" "$@" || fail "nbd-client $_attach_dev $* failed"
+  attach_export "$_attach_dev" "$_attach_port" "" "$@"
+}
+
+# attach_export DEV PORT EXPORT [nbd-client options...]: connects DEV to the export EXPORT.
+attach_export() {
+  _attach_dev=$1
+  _attach_port=$2
+  _attach_export=$3
+  shift 3
+  $NBD_CLIENT "$RIG_HOST" "$_attach_port" "$_attach_dev" -N "$_attach_export" "$@" ||
+    fail "nbd-client $_attach_dev -N '$_attach_export' $* failed"
   _attach_size=$($BLOCKDEV --getsize64 "$_attach_dev")
   [ "$_attach_size" -gt 0 ] || fail "$_attach_dev has size $_attach_size after nbd-client"
 }
@@ -47,6 +65,35 @@ detach() {
     [ "$_detach_i" -le 100 ] || fail "$1 still connected 10 s after nbd-client -d"
     sleep 0.1
   done
+}
+
+# flush_dev DEV: an fsync of the block device, which the kernel sends as FLUSH (whether or not
+# anything is dirty): iomapd commits, and only then counts the space of trimmed blocks as free.
+flush_dev() {
+  $DD if=/dev/null of="$1" conv=fsync,notrunc status=none || fail "fsync of $1 failed"
+}
+
+# host_step NAME: asks the host test to do step NAME (snapshot, look at the map, ...) and waits
+# for its answer. The guest reaches nothing on the host but the NBD port, so the request is a
+# console line, "RIG-HOST NAME", which the harness watches for, and the answer is a volume the
+# host then creates, "ack-NAME" (or "abort-NAME" if its step failed), which appears at once in
+# the export list that this polls with `nbd-client -l` (a listing is not a data connection).
+host_step() {
+  echo "RIG-HOST $1"
+  _host_step_i=0
+  while :; do
+    $NBD_CLIENT -l "$RIG_HOST" "$RIG_PORT" >/tmp/exports 2>&1 || true
+    if grep -qx "ack-$1" /tmp/exports; then break; fi
+    grep -qx "abort-$1" /tmp/exports && fail "the host failed its step $1 (see the test's message)"
+    _host_step_i=$((_host_step_i + 1))
+    [ "$_host_step_i" -le "${HOST_STEP_POLLS:-240}" ] || fail "no answer from the host to step $1 within $((${HOST_STEP_POLLS:-240} / 2)) s"
+    sleep 0.5
+  done
+}
+
+# range KIND OFFSET LENGTH: names a device range for the host (RIG-RANGE).
+range() {
+  echo "RIG-RANGE $1 $2 $3"
 }
 
 # Forget cached file and block data, so that what is read next comes from the server.
