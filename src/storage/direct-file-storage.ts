@@ -13,22 +13,21 @@ import { constants, type PathLike } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { IomapdError } from '../util/errors.ts';
 import { alignedPool, SLOT_BYTES } from './aligned-pool.ts';
-import { type Storage, poisonedError, storageError } from './storage.ts';
+import { FileHandleStorage } from './file-handle-storage.ts';
+import { poisonedError, storageError } from './storage.ts';
 
 const ALIGN = 512;
 
 /** What opening with O_DIRECT found: the storage, or why the caller should fall back. */
 export type DirectOpen = { readonly ok: true; readonly storage: DirectFileStorage } | { readonly ok: false; readonly reason: string };
 
-export class DirectFileStorage implements Storage {
-  private readonly fh: FileHandle;
-  private poisoned = false;
+export class DirectFileStorage extends FileHandleStorage {
   /** Unaligned writes, done by read-modify-write (one at a time). */
   unalignedWrites = 0;
   private rmw: Promise<void> = Promise.resolve();
 
   private constructor(fh: FileHandle) {
-    this.fh = fh;
+    super(fh);
   }
 
   /**
@@ -95,37 +94,6 @@ export class DirectFileStorage implements Storage {
     } catch (err) {
       throw storageError(err, 'write');
     }
-  }
-
-  async sync(): Promise<void> {
-    if (this.poisoned) throw poisonedError();
-    try {
-      await this.fh.datasync();
-    } catch (err) {
-      this.poisoned = true;
-      throw storageError(err, 'fdatasync');
-    }
-  }
-
-  async size(): Promise<number> {
-    try {
-      return (await this.fh.stat()).size;
-    } catch (err) {
-      throw storageError(err, 'stat');
-    }
-  }
-
-  async resize(size: number): Promise<void> {
-    if (this.poisoned) throw poisonedError();
-    try {
-      await this.fh.truncate(size);
-    } catch (err) {
-      throw storageError(err, 'truncate');
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.fh.close();
   }
 
   /** Reads up to `length` aligned bytes at `position` into the slot; fewer only at end of file. */

@@ -2,14 +2,12 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { IomapdError } from '../util/errors.ts';
 import { fdIo } from '../util/fd-io.ts';
-import { type Storage, poisonedError, storageError } from './storage.ts';
+import { FileHandleStorage } from './file-handle-storage.ts';
+import { poisonedError, storageError } from './storage.ts';
 
-export class FileStorage implements Storage {
-  private readonly fh: FileHandle;
-  private poisoned = false;
-
+export class FileStorage extends FileHandleStorage {
   private constructor(fh: FileHandle) {
-    this.fh = fh;
+    super(fh);
   }
 
   /** Opens an existing file (mode 'r+'), or creates it exclusively when create is set. */
@@ -50,36 +48,5 @@ export class FileStorage implements Storage {
     } catch (err) {
       throw storageError(err, 'write');
     }
-  }
-
-  async sync(): Promise<void> {
-    if (this.poisoned) throw poisonedError();
-    try {
-      await this.fh.datasync();
-    } catch (err) {
-      this.poisoned = true;
-      throw storageError(err, 'fdatasync');
-    }
-  }
-
-  async size(): Promise<number> {
-    try {
-      return (await this.fh.stat()).size;
-    } catch (err) {
-      throw storageError(err, 'stat');
-    }
-  }
-
-  async resize(size: number): Promise<void> {
-    if (this.poisoned) throw poisonedError();
-    try {
-      await this.fh.truncate(size);
-    } catch (err) {
-      throw storageError(err, 'truncate');
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.fh.close();
   }
 }
