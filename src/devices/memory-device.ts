@@ -15,7 +15,7 @@ import type {
   ZeroOptions,
 } from '../engine/block-device.ts';
 import { fail } from '../util/errors.ts';
-import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES } from '../engine/block-sizes.ts';
 import { assertRange } from './device-checks.ts';
 
 export const DEFAULT_MEMORY_PAGE_SIZE = 64 * 1024;

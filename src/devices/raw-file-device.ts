@@ -30,7 +30,7 @@ import type {
 } from '../engine/block-device.ts';
 import { IomapdError, fail } from '../util/errors.ts';
 import { fdIo } from '../util/fd-io.ts';
-import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES } from '../engine/block-sizes.ts';
 import { assertRange, fsError } from './device-checks.ts';
 
 const execFileAsync = promisify(execFile);

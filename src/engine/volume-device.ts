@@ -4,7 +4,7 @@
 // durability step outside the lock (D2-D4). Reads take no lock; the store pins what they read.
 import type { SpaceReservation } from '../fs/allocator.ts';
 import type { VolumeInfo } from '../fs/image-store.ts';
-import { DEFAULT_BLOCK_SIZES } from '../devices/block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
 import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, MappingExtent, WriteOptions, ZeroOptions } from './block-device.ts';
 import type { VolumeCounters } from './counters.ts';

@@ -2,7 +2,7 @@
 // each row applies a list of operations to both and then compares the whole device.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BlockDevice } from '../../../src/engine/block-device.ts';
-import { DEFAULT_BLOCK_SIZES } from '../../../src/devices/block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES } from '../../../src/engine/block-sizes.ts';
 import { MemoryDevice } from '../../../src/devices/memory-device.ts';
 import { RawFileDevice } from '../../../src/devices/raw-file-device.ts';
 import { KiB, MiB, isAllZero, makeTempDir, pattern } from './device-fixtures.ts';
