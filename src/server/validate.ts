@@ -66,8 +66,13 @@ export function validateRequest(req: Request, ctx: ValidationContext): Validatio
   const payload = Number(payloadBig);
   const reject = (code: ErrorCode, message: string): Validation => ({ ok: false, fatal: false, code, message, payload });
 
+  // The order is semantics.md V1's (tests pin it), with one change: read-only comes before
+  // "advertised", so TRIM and WRITE_ZEROES on a read-only export (which does not advertise them)
+  // get EPERM as protocol.md's table asks, not EINVAL.
   const { type, flags } = req;
   if (!PAST_END.has(type) && type !== Cmd.FLUSH) return reject('INVALID_REQUEST', `unknown command ${type}`);
+  const flagProblem = checkFlags(type, flags, ctx);
+  if (flagProblem !== undefined) return reject('INVALID_REQUEST', flagProblem);
   if (ctx.readOnly && WRITE_TYPES.has(type)) return reject('READ_ONLY', 'the export is read-only');
   const needed = NEEDS_FLAG.get(type);
   if (needed !== undefined && (ctx.transmissionFlags & needed) === 0) {
@@ -76,13 +81,16 @@ export function validateRequest(req: Request, ctx: ValidationContext): Validatio
   if (type === Cmd.BLOCK_STATUS && !ctx.hasMetaContext) {
     return reject('INVALID_REQUEST', 'no meta context was negotiated for this export');
   }
-  const flagProblem = checkFlags(type, flags, ctx);
-  if (flagProblem !== undefined) return reject('INVALID_REQUEST', flagProblem);
-
   // FLUSH carries no range; offset and length should be 0 and are ignored.
   if (type === Cmd.FLUSH) return accept(req, 0, 0, payload);
-  if (req.length === 0n) return accept(req, 0, 0, payload);
 
+  // DF first: EOVERFLOW tells the client to retry without DF.
+  if (type === Cmd.READ && (flags & CmdFlag.DF) !== 0 && req.length > BigInt(Limits.maxDfRead)) {
+    return reject('TOO_LARGE', 'DF read too large for one chunk');
+  }
+  if ((type === Cmd.WRITE || type === Cmd.READ) && req.length > BigInt(Limits.acceptedMaxPayload)) {
+    return reject('INVALID_REQUEST', `${req.length}-byte payload exceeds ${Limits.acceptedMaxPayload}`);
+  }
   const min = BigInt(ctx.minimumBlock);
   if (req.offset % min !== 0n || req.length % min !== 0n) {
     return reject('INVALID_REQUEST', `offset and length must be multiples of ${ctx.minimumBlock}`);
@@ -91,15 +99,8 @@ export function validateRequest(req: Request, ctx: ValidationContext): Validatio
   if (req.offset > size || req.length > size - req.offset) {
     return reject(PAST_END.get(type)!, 'the request reaches past the end of the export');
   }
-  const length = Number(req.length);
-  // DF before the general size limit: EOVERFLOW tells the client to retry without DF.
-  if (type === Cmd.READ && (flags & CmdFlag.DF) !== 0 && length > Limits.maxDfRead) {
-    return reject('TOO_LARGE', 'DF read too large for one chunk');
-  }
-  if ((type === Cmd.WRITE || type === Cmd.READ) && length > Limits.acceptedMaxPayload) {
-    return reject('INVALID_REQUEST', `${length}-byte payload exceeds ${Limits.acceptedMaxPayload}`);
-  }
-  return accept(req, Number(req.offset), length, payload);
+  // Zero length passed every check above: success with no effect (V1.8).
+  return accept(req, Number(req.offset), Number(req.length), payload);
 }
 
 function accept(req: Request, offset: number, length: number, payload: number): Validation {

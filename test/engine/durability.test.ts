@@ -1,9 +1,44 @@
 // Durability under simulated power loss (semantics §9 cases 16-21: D1-D7, D11). CrashStorage keeps
 // only synced writes (plus a random drop/apply/tear of the rest) in its crash image.
 import { describe, expect, it } from 'vitest';
-import { B, fill, fua, makeRig, makeUnwritten, noFua, readAt, reopenAfterCrash } from './support.ts';
+import { ImageStore } from '../../src/fs/image-store.ts';
+import { FaultStorage } from '../../src/storage/fault-storage.ts';
+import { MemoryStorage } from '../../src/storage/memory-storage.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { B, fill, fua, GARBAGE, IMAGE_BYTES, makeRig, makeUnwritten, noFua, readAt, reopenAfterCrash, wrap } from './support.ts';
 
 const SEEDS = Number(process.env.IOMAPD_ENGINE_SEEDS ?? 12);
+
+/** Records the order of completed writes and syncs (semantics §9 harness: the instrumented backend). */
+class RecordingStorage implements Storage {
+  private readonly inner: Storage;
+  readonly events: Array<{ op: 'write'; offset: number; length: number } | { op: 'sync' }> = [];
+  recording = false;
+  constructor(inner: Storage) {
+    this.inner = inner;
+  }
+  read(buf: Buffer, offset: number): Promise<void> {
+    return this.inner.read(buf, offset);
+  }
+  async write(buf: Buffer, offset: number): Promise<void> {
+    await this.inner.write(buf, offset);
+    if (this.recording) this.events.push({ op: 'write', offset, length: buf.length });
+  }
+  async sync(): Promise<void> {
+    // A sync covers the writes completed when it starts.
+    if (this.recording) this.events.push({ op: 'sync' });
+    await this.inner.sync();
+  }
+  size(): Promise<number> {
+    return this.inner.size();
+  }
+  resize(size: number): Promise<void> {
+    return this.inner.resize(size);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
 
 const uniform = (buf: Buffer, ...allowed: number[]): boolean => {
   for (let s = 0; s < buf.length; s += 512) {
@@ -91,6 +126,46 @@ describe('engine durability', () => {
       expect(uniform(second, 0, 0x20)).toBe(true);
       expect(third.every((x) => x === 0) || (third.subarray(0, 512).every((x) => x === 0x20) && third.subarray(512).every((x) => x === 0))).toBe(true);
     }
+  });
+
+  it('case 20b: on the recording backend, no journal or superblock write ever follows a data write that no sync has covered yet', async () => {
+    const rec = new RecordingStorage(new MemoryStorage(Buffer.alloc(IMAGE_BYTES, GARBAGE)));
+    const faults = new FaultStorage(rec);
+    const store = await ImageStore.create(faults, { dataBytes: 2 << 20, journalBytes: 256 << 10 });
+    await store.createVolume('v', 64 * B);
+    await store.createVolume('tiny', 1024);
+    await store.commit();
+    const rig = wrap(store, faults, null);
+    const dev = rig.dev();
+    rec.recording = true;
+    // One request at a time, so every data write still unsynced at a commit belongs to a request
+    // whose conversion or remap record that commit may carry (D6).
+    await dev.write(fill(B + 1024, 1), B - 512, fua); // hole fill with pads: conversion
+    await makeUnwritten(dev, 8 * B, 2 * B);
+    await dev.write(fill(512, 2), 8 * B + 512, fua); // into unwritten: conversion
+    await dev.write(fill(B, 3), 12 * B, noFua);
+    await dev.flush(); // FLUSH: data then commit
+    await dev.write(fill(512, 4), 12 * B, fua); // pure overwrite: a data sync, no commit
+    await rig.engine.snapshot('v', 's');
+    await dev.write(fill(512, 5), 12 * B + 1024, fua); // COW with copy-up: remap
+    await dev.write(fill(2 * B, 6), 8 * B, noFua);
+    await dev.trim(B, B, fua); // frees a block: a commit after unsynced writes of others
+    await rig.dev('tiny').write(fill(512, 7), 0, noFua);
+    await rig.store.resizeVolume('tiny', 2 * B); // uninline: block written, then the record
+    await dev.flush();
+    const { dataOffset } = store.superblock;
+    let unsynced = 0;
+    let metadataWrites = 0;
+    for (const [i, e] of rec.events.entries()) {
+      if (e.op === 'sync') unsynced = 0;
+      else if (e.offset >= dataOffset) unsynced++;
+      else {
+        metadataWrites++;
+        expect(unsynced, `event ${i}: a write at ${e.offset} (journal or superblock) with ${unsynced} data writes not yet synced`).toBe(0);
+      }
+    }
+    expect(metadataWrites).toBeGreaterThanOrEqual(6);
+    expect(dev.counters.fuaShortcuts).toBe(1);
   });
 
   it('case 21: a COW remap or TRIM lost in a crash leaves the old owner intact; pending-free blocks are not reused', async () => {

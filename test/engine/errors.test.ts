@@ -1,8 +1,8 @@
 // Errors and lifecycle (semantics §9 cases 24-28: L1-L7, L11) over fault-injecting storage.
 import { describe, expect, it } from 'vitest';
-import { B, fill, makeRig, makeUnwritten, noFua, readAt } from './support.ts';
+import { B, fill, makeRig, makeUnwritten, noFua, readAt, settleTicks } from './support.ts';
 
-const FAILURES = Number(process.env.IOMAPD_ENGINE_FAILURES ?? 200);
+const FAILURES = Number(process.env.IOMAPD_ENGINE_FAILURES ?? 1000);
 
 describe('engine errors', () => {
   it('case 24: a backing write error fails the request, issues nothing after it, and leaves unwritten space reading zeros', async () => {
@@ -88,5 +88,40 @@ describe('engine errors', () => {
     const got = await readAt(dev, 0, 8 * B); // hole pieces settle synchronously, the mapped one later
     expect(got.subarray(3 * B, 4 * B).every((x) => x === 0x28)).toBe(true);
     expect(got.subarray(0, 3 * B).every((x) => x === 0)).toBe(true);
+  });
+
+  it('case 28b: a request whose first sub-I/O completes at once is not finished until its held sub-I/Os complete (READ and WRITE)', async () => {
+    const MiB = 1 << 20;
+    const rig = await makeRig({ gated: true, dataBytes: 16 * MiB, volumeBytes: 8 * MiB });
+    const dev = rig.dev();
+    const gates = rig.gates!;
+    const { dataOffset } = rig.store.superblock;
+    // WRITE of 3 MiB + 1 KiB into a hole: the first 1 MiB piece lands at once, the others are held.
+    let dataWrites = 0;
+    const heldWrites = gates.hold('write', (offset) => offset >= dataOffset && dataWrites++ >= 1);
+    let written = false;
+    const writing = dev.write(fill(3 * MiB + 1024, 0x28), 0, noFua).then(() => void (written = true));
+    await settleTicks();
+    expect(heldWrites.held).toBeGreaterThan(0);
+    expect(written).toBe(false);
+    expect(rig.store.lookup('v', 0).type).toBe('unwritten'); // no conversion before the rest landed
+    heldWrites.release();
+    await writing;
+    expect(rig.store.lookup('v', 0).type).toBe('mapped');
+    expect((await readAt(dev, 0, 3 * MiB + 1024)).every((x) => x === 0x28)).toBe(true);
+
+    // READ of hole | mapped: the hole piece is zero-filled synchronously, the mapped read is held.
+    await dev.trim(0, MiB, noFua);
+    const heldReads = gates.hold('read', (offset) => offset >= dataOffset);
+    let read: Buffer | null = null;
+    const reading = readAt(dev, 0, 3 * MiB).then((b) => void (read = b));
+    await settleTicks();
+    expect(heldReads.held).toBeGreaterThan(0);
+    expect(read).toBe(null);
+    heldReads.release();
+    await reading;
+    const got = read! as Buffer;
+    expect(got.subarray(0, MiB).every((x) => x === 0)).toBe(true);
+    expect(got.subarray(MiB).every((x) => x === 0x28)).toBe(true);
   });
 });

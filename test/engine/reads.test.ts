@@ -41,6 +41,25 @@ describe('engine reads', () => {
     expect(dev.counters.zeroFilledBytes).toBe(16 * B);
   });
 
+  it('case 2b: a READ of holes only (whole blocks, a sub-block piece, the whole volume) issues no backing read', async () => {
+    const rig = await makeRig();
+    const dev = rig.dev();
+    const reads = rig.faults.counts.read;
+    for (const [at, len] of [
+      [0, 4 * B],
+      [5 * B + 1536, 512],
+      [0, 64 * B],
+    ] as const) {
+      expect((await readAt(dev, at, len)).every((x) => x === 0)).toBe(true);
+    }
+    expect(rig.faults.counts.read - reads).toBe(0);
+    expect(dev.counters.imageBytesRead).toBe(0);
+    expect(dev.counters.zeroFilledBytes).toBe(4 * B + 512 + 64 * B);
+    // The space under the hole is garbage in the image: the zeros did not come from there.
+    await dev.write(fill(B, 1), 63 * B, noFua);
+    expect(rig.faults.counts.read - reads).toBe(0);
+  });
+
   it('case 3: block status says HOLE|ZERO for holes, ZERO for unwritten, 0 for data, and agrees with reads', async () => {
     const rig = await makeRig();
     const dev = rig.dev();

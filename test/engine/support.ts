@@ -6,6 +6,8 @@ import { ImageStore } from '../../src/fs/image-store.ts';
 import { CrashStorage } from '../../src/storage/crash-storage.ts';
 import { FaultStorage } from '../../src/storage/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { GatedStorage } from '../support/gated-storage.ts';
 
 export const B = 4096;
 export const GARBAGE = 0xee;
@@ -16,23 +18,37 @@ export interface Rig {
   store: ImageStore;
   faults: FaultStorage;
   crash: CrashStorage | null;
+  /** With `gated: true`: holds chosen reads and writes (between the faults and the base storage). */
+  gates: GatedStorage | null;
   dev(name?: string): VolumeDevice;
 }
 
-export async function makeRig(opts: { crash?: boolean; dataBytes?: number; volumeBytes?: number; seed?: number } = {}): Promise<Rig> {
+export async function makeRig(opts: { crash?: boolean; dataBytes?: number; volumeBytes?: number; seed?: number; gated?: boolean } = {}): Promise<Rig> {
   const initial = Buffer.alloc(IMAGE_BYTES, GARBAGE);
   const crash = opts.crash ? new CrashStorage(initial, opts.seed ?? 7) : null;
-  const faults = new FaultStorage(crash ?? new MemoryStorage(initial));
+  const base: Storage = crash ?? new MemoryStorage(initial);
+  const gates = opts.gated ? new GatedStorage(base) : null;
+  const faults = new FaultStorage(gates ?? base);
   const store = await ImageStore.create(faults, { dataBytes: opts.dataBytes ?? 2 << 20, journalBytes: 256 << 10 });
   await store.createVolume('v', opts.volumeBytes ?? 64 * B);
   await store.commit();
-  return wrap(store, faults, crash);
+  return wrap(store, faults, crash, gates);
 }
 
-export function wrap(store: ImageStore, faults: FaultStorage, crash: CrashStorage | null): Rig {
+export function wrap(store: ImageStore, faults: FaultStorage, crash: CrashStorage | null, gates: GatedStorage | null = null): Rig {
   const engine = new Engine(store);
-  return { engine, store, faults, crash, dev: (name = 'v') => engine.device(name) };
+  return { engine, store, faults, crash, gates, dev: (name = 'v') => engine.device(name) };
 }
+
+/** The absolute storage byte range [from, to) holding logical [pos, pos + len) of `name` now. */
+export function storageSpan(rig: Rig, name: string, pos: number, len: number): [number, number] {
+  const e = rig.store.lookup(name, pos);
+  const from = rig.store.superblock.dataOffset + e.physical + (pos - e.offset);
+  return [from, from + len];
+}
+
+/** Lets pending promise callbacks and timers run, so anything not held has time to finish. */
+export const settleTicks = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Opens what survives a crash of `rig` right now. */
 export async function reopenAfterCrash(rig: Rig): Promise<Rig> {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
 import { B, fill, imageBytes, makeRig, makeUnwritten, noFua, readAt } from './support.ts';
 
-const CONCURRENT_ROUNDS = Number(process.env.IOMAPD_ENGINE_ROUNDS ?? 100);
+const CONCURRENT_ROUNDS = Number(process.env.IOMAPD_ENGINE_ROUNDS ?? 1000);
 
 const allocated = (rig: Awaited<ReturnType<typeof makeRig>>): number => rig.store.stats().dataBlocks - rig.store.stats().freeBlocks;
 
@@ -118,5 +118,25 @@ describe('engine writes', () => {
     expect(got.subarray(1024).every((x) => x === 0)).toBe(true);
     await grown.write(fill(512, 0xaa), B + 512, noFua);
     expect((await readAt(grown, B + 512, 512)).every((x) => x === 0xaa)).toBe(true);
+  });
+
+  it('case 10b: an inline record shorter than its volume (corrupt length) fails READ and WRITE with EIO and changes nothing', async () => {
+    const rig = await makeRig();
+    await rig.store.createVolume('tiny', 2048);
+    const tiny = rig.dev('tiny');
+    await tiny.write(fill(2048, 0xab), 0, noFua);
+    // The store hands out a record cut short, as a corrupt inline length would decode.
+    const begin = rig.store.begin.bind(rig.store);
+    rig.store.begin = async (...args: Parameters<typeof begin>) => {
+      const m = await begin(...args);
+      if (m.type === 'inline') Object.assign(m, { inline: m.inline!.subarray(0, 1000) });
+      return m;
+    };
+    await expect(readAt(tiny, 0, 2048)).rejects.toMatchObject({ code: 'IO' });
+    await expect(readAt(tiny, 1024, 1024)).rejects.toMatchObject({ code: 'IO' });
+    await expect(tiny.write(fill(512, 0xcd), 512, noFua)).rejects.toMatchObject({ code: 'IO' });
+    rig.store.begin = begin;
+    expect((await readAt(tiny, 0, 2048)).every((x) => x === 0xab)).toBe(true);
+    expect(rig.store.verify().errors).toEqual([]);
   });
 });

@@ -114,7 +114,8 @@ const rejects: RejectRow[] = [
   { name: 'READ at 2^53 on an export of 2^53 - 512 bytes', ctx: MAX_SAFE, req: req(CMD.READ, 1n << 53n, 512), code: 'OUT_OF_RANGE', errno: ERR.EINVAL },
   { name: 'WRITE of 1024 at 2^53 - 512 on an export of 2^53 - 512 bytes', ctx: MAX_SAFE, req: req(CMD.WRITE, (1n << 53n) - 512n, 1024), code: 'NO_SPACE', errno: ERR.ENOSPC, payload: 1024 },
   // offset + length wraps past 2^64 with 64-bit extended lengths.
-  { name: 'extended READ of 2^64 - 512 bytes at 512', ctx: EXTENDED, req: req(CMD.READ, 512, TWO_64 - 512n), code: 'OUT_OF_RANGE', errno: ERR.EINVAL },
+  // The payload limit comes before bounds (semantics.md V1 step 5 before 7): EINVAL either way.
+  { name: 'extended READ of 2^64 - 512 bytes at 512', ctx: EXTENDED, req: req(CMD.READ, 512, TWO_64 - 512n), code: 'INVALID_REQUEST', errno: ERR.EINVAL },
   { name: 'extended BLOCK_STATUS of 2^63 bytes', ctx: EXTENDED, req: req(CMD.BLOCK_STATUS, 0, 1n << 63n), code: 'OUT_OF_RANGE', errno: ERR.EINVAL },
   // Read-only exports: EPERM for WRITE, TRIM, WRITE_ZEROES (even where those are not advertised).
   { name: 'WRITE on a read-only export (payload drained)', ctx: READ_ONLY, req: req(CMD.WRITE, 0, 4096), code: 'READ_ONLY', errno: ERR.EPERM, payload: 4096 },
@@ -122,6 +123,12 @@ const rejects: RejectRow[] = [
   { name: 'TRIM on a read-only export', ctx: READ_ONLY, req: req(CMD.TRIM, 0, 4096), code: 'READ_ONLY', errno: ERR.EPERM },
   { name: 'WRITE_ZEROES on a read-only export', ctx: READ_ONLY, req: req(CMD.WRITE_ZEROES, 0, 4096), code: 'READ_ONLY', errno: ERR.EPERM },
   { name: 'WRITE past the end of a read-only export', ctx: READ_ONLY, req: req(CMD.WRITE, SIZE, 512), code: 'READ_ONLY', errno: ERR.EPERM, payload: 512 },
+  // Flags are judged before read-only (V1 step 2 before 4).
+  { name: 'WRITE with NO_HOLE on a read-only export', ctx: READ_ONLY, req: req(CMD.WRITE, 0, 512, FLAG.NO_HOLE), code: 'INVALID_REQUEST', errno: ERR.EINVAL, payload: 512 },
+  // Zero length succeeds only after alignment and bounds passed (V1.8).
+  { name: 'zero-length READ at a misaligned offset', ctx: STRUCTURED, req: req(CMD.READ, 100, 0), code: 'INVALID_REQUEST', errno: ERR.EINVAL },
+  { name: 'zero-length READ past the end', ctx: STRUCTURED, req: req(CMD.READ, SIZE + 512, 0), code: 'OUT_OF_RANGE', errno: ERR.EINVAL },
+  { name: 'zero-length WRITE past the end', ctx: STRUCTURED, req: req(CMD.WRITE, SIZE + 512, 0), code: 'NO_SPACE', errno: ERR.ENOSPC },
   // Size limits: a READ longer than 64 MiB (the accepted maximum) is EINVAL, never a disconnect.
   { name: 'READ of 64 MiB + 512', ctx: HUGE, req: req(CMD.READ, 0, 64 * MiB + 512), code: 'INVALID_REQUEST', errno: ERR.EINVAL },
   { name: 'simple READ of 64 MiB + 512', ctx: { ...HUGE, transmissionFlags: MEMORY_FLAGS }, req: req(CMD.READ, 0, 64 * MiB + 512), code: 'INVALID_REQUEST', errno: ERR.EINVAL },
@@ -183,8 +190,8 @@ const accepts: AcceptRow[] = [
   { name: 'extended WRITE without PAYLOAD_LEN still carries its payload', ctx: EXTENDED, req: req(CMD.WRITE, 512, 1024), offset: 512, length: 1024, payload: 1024 },
   // Zero length: unspecified by the spec; success, no payload, never a disconnect.
   { name: 'zero-length READ', ctx: STRUCTURED, req: req(CMD.READ, 0, 0), offset: 0, length: 0 },
-  { name: 'zero-length WRITE', ctx: STRUCTURED, req: req(CMD.WRITE, 4096, 0), offset: 0, length: 0 },
-  { name: 'zero-length TRIM at the end', ctx: STRUCTURED, req: req(CMD.TRIM, SIZE, 0), offset: 0, length: 0 },
+  { name: 'zero-length WRITE', ctx: STRUCTURED, req: req(CMD.WRITE, 4096, 0), offset: 4096, length: 0 },
+  { name: 'zero-length TRIM at the end', ctx: STRUCTURED, req: req(CMD.TRIM, SIZE, 0), offset: SIZE, length: 0 },
   { name: 'zero-length BLOCK_STATUS', ctx: STRUCTURED, req: req(CMD.BLOCK_STATUS, 0, 0), offset: 0, length: 0 },
 ];
 
