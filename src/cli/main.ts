@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // iomapd's command line: parses arguments, wires the library together, prints. No logic of its own.
+import './threadpool.ts'; // first: sizes the I/O thread pool before anything starts it
 import { Command, CommanderError } from 'commander';
 import { registerCommands } from './commands.ts';
 import { reportAndExit } from './report.ts';

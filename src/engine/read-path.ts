@@ -3,19 +3,39 @@
 // data is copied from the record. Every mapping pins its blocks until end(), after all sub-reads
 // settled (D7), so a concurrent TRIM or COW cannot hand them to someone else mid-read.
 import type { Mapping } from '../fs/mapping.ts';
-import { chunks, IoWindow } from './io-window.ts';
+import { chunks, IoWindow, SUB_IO_BYTES } from './io-window.ts';
 import { invariant } from './invariant.ts';
 import type { VolumeContext } from './volume-context.ts';
 
 export async function readRange(vc: VolumeContext, into: Buffer, offset: number): Promise<void> {
   const { store, name, counters } = vc;
+  if (into.length === 0) return;
+  const first = await store.begin(name, offset, into.length, 'read');
+  // Most reads: one mapped piece and one sub-read, so no window (same pin and end rules).
+  if (first.type === 'mapped' && first.offset + first.length >= offset + into.length && into.length <= SUB_IO_BYTES) {
+    try {
+      await store.readData(first.physical + (offset - first.offset), into);
+      counters.imageBytesRead += into.length;
+      counters.clientBytesRead += into.length;
+    } finally {
+      await store.end(first, 0);
+    }
+    return;
+  }
+  await readPieces(vc, into, offset, first);
+}
+
+async function readPieces(vc: VolumeContext, into: Buffer, offset: number, first: Mapping): Promise<void> {
+  const { store, name, counters } = vc;
   const end = offset + into.length;
   const win = new IoWindow();
   const begun: Mapping[] = [];
+  let next: Mapping | null = first;
   try {
     let at = offset;
     while (at < end && !win.failed) {
-      const m = await store.begin(name, at, end - at, 'read');
+      const m = next ?? (await store.begin(name, at, end - at, 'read'));
+      next = null;
       begun.push(m);
       const segEnd = Math.min(end, m.offset + m.length);
       const dst = into.subarray(at - offset, segEnd - offset);

@@ -45,6 +45,18 @@ export class ByteQueue {
     return out;
   }
 
+  /** Removes the first `n` bytes (`n` must not exceed `length`) as views into the queued chunks, appended to `out`: no copy. */
+  takeViews(n: number, out: Buffer[]): void {
+    let left = n;
+    while (left > 0) {
+      const first = this.chunks[0]!;
+      const k = Math.min(first.length - this.head, left);
+      out.push(first.subarray(this.head, this.head + k));
+      this.skip(k);
+      left -= k;
+    }
+  }
+
   /** Drops the first `n` bytes (or all, if fewer are queued); returns how many were dropped. */
   skip(n: number): number {
     let left = Math.min(n, this.total);

@@ -21,6 +21,7 @@ import type { Export, ExportRegistry } from './export-registry.ts';
 import { DEFAULT_SERVER_LIMITS, Limits, type ServerLimits } from './limits.ts';
 import { handleOption, newSession, type Session } from './negotiation.ts';
 import { errorReply } from './replies.ts';
+import { ioBuffers } from './buffer-pool.ts';
 import { RequestBudget } from './request-budget.ts';
 import { RequestCounters } from './request-counters.ts';
 import { transmissionFlags } from './transmission-flags.ts';
@@ -285,7 +286,7 @@ export class Connection {
       if (this.queue.length === 0) return false;
       const n = Math.min(p.remaining, this.queue.length);
       // Accepted payloads are kept; rejected ones are dropped as they arrive, never buffered whole.
-      if (p.request !== null) p.chunks.push(this.queue.take(n));
+      if (p.request !== null) this.queue.takeViews(n, p.chunks);
       else this.queue.skip(n);
       p.remaining -= n;
       if (p.remaining > 0) return false;
@@ -299,7 +300,7 @@ export class Connection {
       this.send([errorReply(this.tx!.dispatch.style, to, r.errno, r.message)]);
       return true;
     }
-    const payload = p.chunks.length === 0 ? null : p.chunks.length === 1 ? p.chunks[0]! : Buffer.concat(p.chunks);
+    const payload = p.chunks.length === 0 ? null : p.chunks.length === 1 ? p.chunks[0]! : gather(p.chunks);
     this.start(p.request, payload);
     return true;
   }
@@ -312,7 +313,11 @@ export class Connection {
     this.inFlightBytes += bytes;
     const tx = this.tx!;
     dispatch(tx.dispatch, req, payload).then(
-      (reply) => this.finish(req, bytes, reply, 0),
+      (reply) => {
+        // The device is done with the payload: a pooled one goes back (buffer-pool.ts).
+        if (payload !== null) ioBuffers.give(payload);
+        this.finish(req, bytes, reply, 0);
+      },
       (err: unknown) => {
         const { errno, message, isExpected } = toNbdErrno(err);
         if (!isExpected) this.log.error({ err, command: cmdName(req.type) }, 'request failed with an unexpected error');
@@ -353,7 +358,16 @@ export class Connection {
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    for (const buf of reply) this.socket.write(buf);
+    for (const buf of reply) {
+      if (ioBuffers.owns(buf)) {
+        // Back to the pool once the socket has sent it (never after a failed write: who knows).
+        this.socket.write(buf, (err) => {
+          if (!err) ioBuffers.give(buf);
+        });
+      } else {
+        this.socket.write(buf);
+      }
+    }
     this.noteQueuedReplies();
   }
 
@@ -440,4 +454,14 @@ export class Connection {
     }
     this.resolveClosed();
   }
+}
+
+/** One WRITE payload from the views it arrived in, copied once into a pooled buffer. */
+function gather(views: readonly Buffer[]): Buffer {
+  let total = 0;
+  for (const v of views) total += v.length;
+  const out = ioBuffers.take(total);
+  let at = 0;
+  for (const v of views) at += v.copy(out, at);
+  return out;
 }

@@ -1,5 +1,6 @@
 // Regression: a data write still in flight when a sync started was counted as synced, so a FLUSH
 // after that write completed (and was acknowledged) skipped fdatasync and left it volatile.
+// Also: overlapping data syncs are shared (grouped), never at the cost of that rule.
 import { describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
@@ -27,11 +28,44 @@ class GatedStorage extends MemoryStorage {
     await super.write(buf, offset);
   }
 
+  private syncGate: Promise<void> | null = null;
+  private openSyncs: (() => void) | null = null;
+
+  holdSyncs(): void {
+    this.syncGate = new Promise((resolve) => (this.openSyncs = resolve));
+  }
+
+  releaseSyncs(): void {
+    this.syncGate = null;
+    this.openSyncs?.();
+  }
+
   override async sync(): Promise<void> {
     this.syncs++;
+    const gate = this.syncGate;
+    if (gate) await gate;
     await super.sync();
   }
 }
+
+/** A store with one volume whose block 0 is MAPPED and durable (later writes there are pure overwrites). */
+async function storeWithMappedBlock(): Promise<{ store: ImageStore; storage: GatedStorage; physical: number }> {
+  const storage = new GatedStorage(Buffer.alloc(2 << 20));
+  const store = await ImageStore.create(storage, { dataBytes: 1 << 20, journalBytes: 64 << 10 });
+  await store.createVolume('v', 4 * B);
+  const m = await store.begin('v', 0, B, 'write');
+  await store.writeData(m.physical, Buffer.alloc(B, 1));
+  await store.end(m, B);
+  await store.commit();
+  return { store, storage, physical: m.physical };
+}
+
+const settled = async (p: Promise<unknown>): Promise<boolean> => {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+  return done;
+};
 
 describe('data syncs cover exactly the writes completed before them', () => {
   it('a commit after a write that completed during an earlier sync syncs again', async () => {
@@ -55,6 +89,41 @@ describe('data syncs cover exactly the writes completed before them', () => {
     const before = storage.syncs;
     await store.commit();
     expect(storage.syncs).toBeGreaterThan(before);
+    await store.close();
+  });
+
+  it('overlapping syncs that the running one covers share it', async () => {
+    const { store, storage, physical } = await storeWithMappedBlock();
+    await store.writeData(physical, Buffer.alloc(B, 3));
+    const before = storage.syncs;
+    storage.holdSyncs();
+    const flushes = Array.from({ length: 5 }, () => store.syncData());
+    expect(storage.syncs - before).toBe(1);
+    storage.releaseSyncs();
+    await Promise.all(flushes);
+    expect(storage.syncs - before).toBe(1);
+    await store.close();
+  });
+
+  it('a caller whose write completed after the running sync started waits for the next, shared one', async () => {
+    const { store, storage, physical } = await storeWithMappedBlock();
+    await store.writeData(physical, Buffer.alloc(B, 4));
+    const before = storage.syncs;
+    storage.holdSyncs();
+    const first = store.syncData(); // covers the write above, not the next one
+    await store.writeData(physical, Buffer.alloc(B, 5)); // completes while the sync runs
+    const later = [store.syncData(), store.syncData(), store.syncData()];
+    expect(storage.syncs - before).toBe(1);
+    storage.releaseSyncs(); // the first sync completes ...
+    storage.holdSyncs(); // ... and the next one waits
+    await first;
+    // The later callers are not answered by the first sync: a second one runs for all of them.
+    for (let i = 0; i < 10 && storage.syncs - before < 2; i++) await Promise.resolve();
+    expect(storage.syncs - before).toBe(2);
+    expect(await settled(Promise.all(later))).toBe(false);
+    storage.releaseSyncs();
+    await Promise.all(later);
+    expect(storage.syncs - before).toBe(2);
     await store.close();
   });
 });

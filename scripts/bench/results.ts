@@ -1,0 +1,76 @@
+// The shape of a benchmark run as stored in bench/results/*.json, and the summaries drawn from it:
+// medians and spread per (job, transport, server), and ratios of medians against nbdkit.
+import type { ServerName, Transport } from './config.ts';
+import type { MachineInfo } from './system.ts';
+
+export interface JobRun {
+  rep: number;
+  job: string;
+  transport: Transport;
+  server: ServerName;
+  value: number;
+  iops: number;
+  mibps: number;
+  requests: number;
+  flushes: number;
+  latMeanUs: number;
+  latP99Us: number;
+  /** Server CPU seconds (user + system, all threads) in the measured window. */
+  cpuS: number;
+  cpuUsPerRequest: number;
+  peakRssMiB: number;
+  /** 1-minute load average just before the job started. */
+  load1: number;
+}
+
+export interface AuxRun {
+  rep: number;
+  test: 'nbdcopy-sparse' | 'nbdinfo-map';
+  transport: Transport;
+  server: ServerName;
+  seconds: number;
+  /** nbdinfo --map: extents the server reported. */
+  extents?: number;
+  cpuS: number;
+  peakRssMiB: number;
+}
+
+export interface BenchResults {
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  settings: { runtime: number; ramp: number; reps: number; dropCaches: boolean; servers: ServerName[]; transports: Transport[] };
+  machine: MachineInfo;
+  load: { start: [number, number, number]; end: [number, number, number] };
+  jobs: Array<{ name: string; title: string; metric: 'iops' | 'MiB/s'; small: boolean }>;
+  runs: JobRun[];
+  aux: AuxRun[];
+}
+
+export const median = (xs: number[]): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export interface Cell {
+  median: number;
+  min: number;
+  max: number;
+  /** (max - min) / median, in percent. */
+  spreadPct: number;
+  n: number;
+}
+
+export function cell(xs: number[]): Cell | null {
+  if (xs.length === 0) return null;
+  const m = median(xs);
+  const min = Math.min(...xs);
+  const max = Math.max(...xs);
+  return { median: m, min, max, spreadPct: m > 0 ? (100 * (max - min)) / m : 0, n: xs.length };
+}
+
+export const ratio = (a: Cell | null | undefined, b: Cell | null | undefined): number | null =>
+  a && b && b.median > 0 ? a.median / b.median : null;

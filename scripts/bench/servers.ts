@@ -1,0 +1,154 @@
+// The servers under test, one at a time: iomapd serving an image store volume, iomapd serving a raw
+// file, nbdkit's file plugin and qemu-nbd, each on a Unix socket or loopback TCP. Every server is
+// started fresh for each job and stopped after it, so each job's CPU time and peak RSS are its own.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
+import { ROOT, type ServerName, type Transport } from './config.ts';
+import { sleep } from './system.ts';
+
+/** The same data, in the two forms the servers take. */
+export interface Dataset {
+  readonly raw: string;
+  readonly image: string;
+}
+
+export interface Running {
+  readonly name: ServerName;
+  readonly pid: number;
+  readonly uri: string;
+  /** The file whose pages this server reads (for the page cache). */
+  readonly file: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Whether the file still starts with the image superblock magic. `iomapd serve` serves a file
+ * without it as a raw disk, so a damaged image would silently be benchmarked (and written) as raw.
+ */
+export async function isImage(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(8);
+    await fh.read(buf, 0, 8, 0);
+    return buf.toString('latin1') === 'IOMAPDSB';
+  } finally {
+    await fh.close();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The iomapd launcher; BENCH_IOMAPD points at another checkout's (before/after comparisons). */
+const IOMAPD = process.env.BENCH_IOMAPD ?? join(ROOT, 'scripts/iomapd');
+
+function command(name: ServerName, transport: Transport, data: Dataset, sock: string, port: number, iomapd: string): { cmd: string; args: string[]; file: string } {
+  const listen = (unix: string[], tcp: string[]) => (transport === 'unix' ? unix : tcp);
+  switch (name) {
+    case 'iomapd-image':
+      return {
+        cmd: iomapd,
+        args: ['serve', data.image, ...listen(['--socket', sock], ['--listen', `127.0.0.1:${port}`]), '--log-level', 'warn'],
+        file: data.image,
+      };
+    case 'iomapd-raw':
+      return {
+        cmd: iomapd,
+        args: ['serve', '--raw', data.raw, ...listen(['--socket', sock], ['--listen', `127.0.0.1:${port}`]), '--log-level', 'warn'],
+        file: data.raw,
+      };
+    case 'nbdkit':
+      // Defaults otherwise: the parallel thread model with 16 threads, page-cache I/O.
+      return {
+        cmd: 'nbdkit',
+        args: ['-f', '--exit-with-parent', ...listen(['-U', sock], ['-i', '127.0.0.1', '-p', String(port)]), 'file', data.raw],
+        file: data.raw,
+      };
+    case 'qemu-nbd':
+      // Defaults otherwise: cache=writeback, aio=threads. -t: keep serving after a client leaves;
+      // -e 8: allow more than one client at a time (the two-connection job).
+      return {
+        cmd: 'qemu-nbd',
+        args: ['-f', 'raw', '-t', '-e', '8', ...listen(['-k', sock], ['-b', '127.0.0.1', '-p', String(port)]), data.raw],
+        file: data.raw,
+      };
+  }
+}
+
+async function waitConnectable(target: { path: string } | { host: string; port: number }, child: ChildProcess, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode} before listening`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(target as never);
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error('server did not start listening in time');
+}
+
+export interface StartOptions {
+  readonly dir: string;
+  readonly logDir: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Another iomapd launcher than BENCH_IOMAPD / scripts/iomapd. */
+  readonly iomapd?: string;
+}
+
+let started = 0;
+
+export async function startServer(name: ServerName, transport: Transport, data: Dataset, opts: StartOptions): Promise<Running> {
+  const sock = join(opts.dir, `${name}.sock`);
+  await rm(sock, { force: true });
+  const port = transport === 'tcp' ? await freePort() : 0;
+  const { cmd, args, file } = command(name, transport, data, sock, port, opts.iomapd ?? IOMAPD);
+  if (name === 'iomapd-image' && !(await isImage(data.image))) throw new Error(`${data.image} is no longer an iomapd image (superblock magic gone)`);
+  const log = createWriteStream(join(opts.logDir, `${String(++started).padStart(4, '0')}-${name}-${transport}.log`));
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const kill = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timeout = sleep(30_000).then(() => 'timeout');
+    if ((await Promise.race([exited.then(() => 'exited'), timeout])) === 'timeout') {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  try {
+    await waitConnectable(transport === 'unix' ? { path: sock } : { host: '127.0.0.1', port }, child, 30_000);
+  } catch (err) {
+    await kill();
+    throw new Error(`${name} over ${transport}: ${(err as Error).message} (log in ${opts.logDir})`);
+  }
+  const uri = transport === 'unix' ? `nbd+unix:///?socket=${sock}` : `nbd://127.0.0.1:${port}/`;
+  return {
+    name,
+    pid: child.pid!,
+    uri,
+    file,
+    async stop() {
+      await kill();
+      await rm(sock, { force: true });
+    },
+  };
+}

@@ -1,0 +1,146 @@
+// The machine side of the benchmark: running commands, installing the tools, describing the
+// machine, reading a process's CPU time and peak RSS from /proc, and making the page cache equal.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { open, readFile, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { MiB } from './config.ts';
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs a command to completion (bounded by timeoutMs), capturing its output and wall time. */
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+    });
+  });
+}
+
+function has(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** The Debian/Ubuntu package that provides each tool. */
+const PACKAGES: Record<string, string> = {
+  nbdkit: 'nbdkit',
+  'qemu-nbd': 'qemu-utils',
+  fio: 'fio',
+  nbdcopy: 'libnbd-bin',
+  nbdinfo: 'libnbd-bin',
+};
+
+/** Installs nbdkit, qemu-utils, fio and libnbd-bin with apt-get when any tool is missing. */
+export function ensureTools(install: boolean): void {
+  const missing = Object.keys(PACKAGES).filter((t) => !has(t));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((t) => PACKAGES[t]!))];
+  if (!install || !has('apt-get')) {
+    throw new Error(`missing ${missing.join(', ')}: install ${pkgs.join(' ')} (apt-get unavailable or BENCH_NO_INSTALL=1)`);
+  }
+  // apt-get as root: directly, or through sudo.
+  const asRoot = (args: string[]): [string, string[]] => (process.getuid?.() === 0 ? ['apt-get', args] : ['sudo', ['apt-get', ...args]]);
+  console.log(`installing ${pkgs.join(' ')} ...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...pkgs]]) {
+    const [cmd, argv] = asRoot(args);
+    execFileSync(cmd, argv, { stdio: 'inherit', env });
+  }
+  const still = Object.keys(PACKAGES).filter((t) => !has(t));
+  if (still.length > 0) throw new Error(`still missing after install: ${still.join(', ')}`);
+}
+
+function firstLine(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown';
+}
+
+export interface MachineInfo {
+  nproc: number;
+  cpuModel: string;
+  memoryMiB: number;
+  kernel: string;
+  node: string;
+  tools: Record<string, string>;
+  threadpool: string;
+}
+
+export function machineInfo(nodePath: string): MachineInfo {
+  return {
+    nproc: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryMiB: Math.round(totalmem() / MiB),
+    kernel: firstLine('uname', ['-sr']),
+    node: firstLine(nodePath, ['--version']),
+    tools: {
+      nbdkit: firstLine('nbdkit', ['--version']),
+      'qemu-nbd': firstLine('qemu-nbd', ['--version']),
+      fio: firstLine('fio', ['--version']),
+      nbdcopy: firstLine('nbdcopy', ['--version']),
+      nbdinfo: firstLine('nbdinfo', ['--version']),
+    },
+    threadpool: process.env.UV_THREADPOOL_SIZE ?? `${Math.max(2, cpus().length)} threads (iomapd's default: one per CPU, at least 2)`,
+  };
+}
+
+export const loadAverage = (): [number, number, number] => loadavg().map((x) => Math.round(x * 100) / 100) as [number, number, number];
+
+const CLK_TCK = Number(firstLine('getconf', ['CLK_TCK'])) || 100;
+
+/** User + system CPU seconds a process (all its threads) has used so far. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces: split after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** Peak resident set size (VmHWM) of a process, in MiB. */
+export async function peakRssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(status);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/**
+ * Makes the page cache the same for every job: write back dirty pages (so no job pays for an
+ * earlier job's writes), optionally drop the cache, then read the served file whole so every job
+ * starts with its data resident.
+ */
+export async function equalisePageCache(files: string[], drop: boolean): Promise<void> {
+  await run('sync', []);
+  if (drop) await writeFile('/proc/sys/vm/drop_caches', '3\n').catch(() => {});
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  for (const f of files) {
+    const fh = await open(f, 'r');
+    try {
+      let pos = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        pos += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
