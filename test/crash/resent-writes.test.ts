@@ -15,7 +15,7 @@ import { ImageStore } from '../../src/fs/image-store.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import type { Storage } from '../../src/storage/storage.ts';
+import { PassThroughStorage } from '../support/pass-through-storage.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { RawClient } from '../support/raw-client.ts';
 import { Gate, sleep, until } from '../support/test-devices.ts';
@@ -26,23 +26,19 @@ const STALE = 0x51;
 const NEWER = 0x52;
 
 /** Storage that holds the first write carrying a 512-byte run of `marker` (data, not metadata) until the gate opens. */
-class HoldingStorage implements Storage {
-  private readonly inner: Storage;
+class HoldingStorage extends PassThroughStorage {
   readonly gate = new Gate();
   held = false;
   /** The held write has reached the inner storage. */
   heldDone = false;
   private marker: number | null = null;
 
-  constructor(inner: Storage) {
-    this.inner = inner;
-  }
 
   holdFirstWriteOf(marker: number): void {
     this.marker = marker;
   }
 
-  async write(buf: Buffer, offset: number): Promise<void> {
+  override async write(buf: Buffer, offset: number): Promise<void> {
     if (this.marker !== null && buf.includes(Buffer.alloc(512, this.marker))) {
       this.marker = null;
       this.held = true;
@@ -51,22 +47,7 @@ class HoldingStorage implements Storage {
       this.heldDone = true;
       return;
     }
-    return this.inner.write(buf, offset);
-  }
-  read(buf: Buffer, offset: number): Promise<void> {
-    return this.inner.read(buf, offset);
-  }
-  sync(): Promise<void> {
-    return this.inner.sync();
-  }
-  size(): Promise<number> {
-    return this.inner.size();
-  }
-  resize(size: number): Promise<void> {
-    return this.inner.resize(size);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+    return super.write(buf, offset);
   }
 }
 

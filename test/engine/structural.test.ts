@@ -6,34 +6,15 @@ import { Engine } from '../../src/engine/engine.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { seededRandom } from '../../src/storage/crash-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import type { Storage } from '../../src/storage/storage.ts';
+import { PassThroughStorage } from '../support/pass-through-storage.ts';
 import { B, fill, noFua, fua, readAt } from './support.ts';
 
 /** Delays every data write by 0-3 ms, so writes overlap and finish out of order. */
-class SlowStorage implements Storage {
-  private readonly inner: Storage;
+class SlowStorage extends PassThroughStorage {
   private readonly random = seededRandom(11);
-  constructor(inner: Storage) {
-    this.inner = inner;
-  }
-  read(buf: Buffer, offset: number): Promise<void> {
-    return this.inner.read(buf, offset);
-  }
-  async write(buf: Buffer, offset: number): Promise<void> {
+  override async write(buf: Buffer, offset: number): Promise<void> {
     await new Promise((r) => setTimeout(r, Math.floor(this.random() * 4)));
-    return this.inner.write(buf, offset);
-  }
-  sync(): Promise<void> {
-    return this.inner.sync();
-  }
-  size(): Promise<number> {
-    return this.inner.size();
-  }
-  resize(size: number): Promise<void> {
-    return this.inner.resize(size);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
+    return super.write(buf, offset);
   }
 }
 

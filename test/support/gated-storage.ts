@@ -2,7 +2,7 @@
 // sub-I/O stays "in flight" for as long as a test needs (semantics §9 cases 22, 28, 31). A held
 // call reaches the inner storage only after its release, so a held read copies whatever the
 // storage holds at that moment: a block reused while the read was held would show.
-import type { Storage } from '../../src/storage/storage.ts';
+import { PassThroughStorage } from './pass-through-storage.ts';
 
 export type GatedOp = 'read' | 'write';
 
@@ -22,13 +22,9 @@ interface Rule {
   released: boolean;
 }
 
-export class GatedStorage implements Storage {
-  readonly inner: Storage;
+export class GatedStorage extends PassThroughStorage {
   private rules: Rule[] = [];
 
-  constructor(inner: Storage) {
-    this.inner = inner;
-  }
 
   /** Holds every `op` whose byte range [offset, offset + length) satisfies `match` until release. */
   hold(op: GatedOp, match: (offset: number, length: number) => boolean): Hold {
@@ -68,29 +64,14 @@ export class GatedStorage implements Storage {
     }
   }
 
-  async read(buf: Buffer, offset: number): Promise<void> {
+  override async read(buf: Buffer, offset: number): Promise<void> {
     await this.wait('read', offset, buf.length);
-    return this.inner.read(buf, offset);
+    return super.read(buf, offset);
   }
 
-  async write(buf: Buffer, offset: number): Promise<void> {
+  override async write(buf: Buffer, offset: number): Promise<void> {
     await this.wait('write', offset, buf.length);
-    return this.inner.write(buf, offset);
+    return super.write(buf, offset);
   }
 
-  sync(): Promise<void> {
-    return this.inner.sync();
-  }
-
-  size(): Promise<number> {
-    return this.inner.size();
-  }
-
-  resize(size: number): Promise<void> {
-    return this.inner.resize(size);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
 }
