@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# iomapd in a container: serves /data/default.img (a 1 GiB sparse file, created on first start)
-# over NBD on port 10809.
+# iomapd in a container: serves /data/default.img (a 1 GiB sparse raw file, created on first start;
+# --raw, since serve refuses a file that is not an iomapd image without it) over NBD on port 10809.
 #   docker build -t iomapd .
 #   docker run -d --name iomapd -v iomapd-data:/data -p 127.0.0.1:10809:10809 iomapd
 #   nbdinfo nbd://127.0.0.1:10809
@@ -27,4 +27,4 @@ EXPOSE 10809
 # iomapd handles SIGTERM itself (finish in-flight requests, flush, exit 0), also as PID 1.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "/app/src/cli/main.ts"]
-CMD ["serve", "/data/default.img", "--size", "1G", "--listen", "0.0.0.0:10809"]
+CMD ["serve", "/data/default.img", "--raw", "--size", "1G", "--listen", "0.0.0.0:10809"]

@@ -25,8 +25,10 @@ export interface Running {
 }
 
 /**
- * Whether the file still starts with the image superblock magic. `iomapd serve` serves a file
- * without it as a raw disk, so a damaged image would silently be benchmarked (and written) as raw.
+ * Whether the file still starts with the image superblock magic. `iomapd serve` now refuses a file
+ * without it unless --raw is given, but an older checkout (BENCH_IOMAPD, the baseline of a
+ * comparison) serves it as a raw disk, so a damaged image would silently be benchmarked (and
+ * written) as raw.
  */
 export async function isImage(path: string): Promise<boolean> {
   const fh = await open(path, 'r');

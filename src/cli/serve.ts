@@ -1,5 +1,5 @@
 // `iomapd serve`: wires devices, exports and listeners together, and stops cleanly on signals.
-import { mkdir, open, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { BlockDevice } from '../engine/block-device.ts';
@@ -10,6 +10,7 @@ import { DaemonAdmin } from '../control/daemon-admin.ts';
 import { Engine } from '../engine/engine.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
+import { probeImageFile } from '../fs/image-probe.ts';
 import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
 import { NbdServer, type ListenAddress } from '../server/nbd-server.ts';
@@ -22,8 +23,6 @@ import { reportAndExit } from './report.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
 export const EMBEDDED_DEFAULT = { path: 'data/default.iomapd', size: 2 ** 30, volume: 'default' } as const;
-/** The first bytes of an iomapd image (superblock magic, src/fs/superblock.ts). */
-const IMAGE_MAGIC = Buffer.from('IOMAPDSB', 'latin1');
 export const DEFAULT_LISTEN = '127.0.0.1:10809';
 /** --cache for images when not given (docs/ENGINE.md, "Backing I/O"). */
 export const DEFAULT_CACHE: CacheMode = 'writeback';
@@ -47,15 +46,15 @@ export function registerServe(program: Command): void {
   const command = program
     .command('serve', { isDefault: true })
     .description('serve FILE over NBD: every volume of an iomapd image, or a raw file with --raw; with no FILE, an embedded default image or memory')
-    .argument('[FILE]', `iomapd image (or, with --raw or no image magic, a raw file) to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing)`)
+    .argument('[FILE]', `iomapd image to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing); a raw disk only with --raw`)
     .option('--socket <PATH>', 'listen on a Unix socket (instead of TCP, unless --listen is also given)')
     .option('--listen <HOST:PORT>', `listen on TCP (default ${DEFAULT_LISTEN})`)
     .option('--export <NAME>', 'image: volumes to export (repeatable or comma list; default all); raw: the export name', collectNames, [])
-    .option('--raw', 'serve FILE as a raw disk even if it could be an image', false)
+    .option('--raw', 'serve FILE as a raw disk (required for any file that is not an iomapd image; even an image is then served raw)', false)
     .option('--description <TEXT>', 'export description shown to clients')
     .option('--read-only', 'refuse writes (EPERM)', false)
     .addOption(new Option('--cache <MODE>', 'image I/O: none (O_DIRECT where the filesystem allows it) or writeback (page cache)').choices(CACHE_MODES))
-    .option('--size <SIZE>', 'without FILE: serve memory of this size; with FILE: create it this size if missing')
+    .option('--size <SIZE>', 'without FILE: serve memory of this size; with --raw FILE: create the raw file this size if missing')
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
   addLimitOptions(command)
     .action(async (file: string | undefined, options: ServeOptions) => {
@@ -79,17 +78,6 @@ interface Served {
   close(): Promise<void>;
 }
 
-async function hasImageMagic(path: string): Promise<boolean> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(IMAGE_MAGIC.length);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    return bytesRead === buf.length && buf.equals(IMAGE_MAGIC);
-  } finally {
-    await fh.close();
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,
@@ -97,23 +85,49 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-/** Picks what to serve: memory (--size, no FILE), a raw file (--raw or no magic), or an image's volumes. */
+/**
+ * Picks what to serve: memory (--size, no FILE), a raw file (--raw only), or an image's volumes.
+ * Without --raw a file is never guessed to be raw: one with no image magic is refused, and so,
+ * louder, is one that still carries another signature of the format (a damaged image served raw
+ * would let clients write over its metadata).
+ */
 async function openServed(file: string | undefined, options: ServeOptions): Promise<Served> {
-  const path = resolve(file ?? EMBEDDED_DEFAULT.path);
-  const wantImage = !options.raw && !(file === undefined && options.size !== undefined);
-  if (wantImage && file === undefined && !(await exists(path))) {
+  if (options.raw || (file === undefined && options.size !== undefined)) {
+    const { device, what } = await openDevice(file, options);
+    const name = options.export.length > 0 ? options.export[0]! : '';
+    return { exports: [{ name, device }], what, close: () => device.close() };
+  }
+  const shown = file ?? EMBEDDED_DEFAULT.path;
+  const path = resolve(shown);
+  if (file === undefined && !(await exists(path))) {
     await mkdir(dirname(path), { recursive: true });
     const store = await createImageFile(path, { dataBytes: EMBEDDED_DEFAULT.size });
     await store.createVolume(EMBEDDED_DEFAULT.volume, EMBEDDED_DEFAULT.size);
     await store.close();
   }
-  if (wantImage && (await exists(path)) && (await hasImageMagic(path))) {
-    const { store, io } = await openImage(path, { readOnly: options.readOnly, cache: options.cache ?? DEFAULT_CACHE });
-    return serveImage(store, path, options, io);
+  await requireImage(path, shown, options);
+  const { store, io } = await openImage(path, { readOnly: options.readOnly, cache: options.cache ?? DEFAULT_CACHE });
+  return serveImage(store, path, options, io);
+}
+
+/** Refuses (NOT_FOUND, CORRUPT or BAD_MAGIC) unless `path` starts like an iomapd image; `shown` is the name the user gave. */
+async function requireImage(path: string, shown: string, options: ServeOptions): Promise<void> {
+  const signature = await probeImageFile(path).catch((err: NodeJS.ErrnoException) => {
+    if (err?.code !== 'ENOENT') throw err;
+    const size = options.size ?? 'SIZE';
+    throw new IomapdError(
+      'NOT_FOUND',
+      `${shown} does not exist; create an image with \`iomapd create ${shown} --size ${size}\`, or pass --raw --size ${size} to serve a new raw file`,
+    );
+  });
+  if (signature.kind === 'image') return;
+  if (signature.kind === 'damaged') {
+    const fix = signature.superblock
+      ? `run \`iomapd check --repair ${shown}\` to rewrite the damaged superblock, then serve it again`
+      : `both superblocks are lost, which \`iomapd check --repair\` cannot rebuild; \`iomapd check ${shown}\` shows the damage`;
+    throw new IomapdError('CORRUPT', `${shown} looks like a damaged iomapd image (${signature.evidence}); refusing to serve it: ${fix}`);
   }
-  const { device, what } = await openDevice(file, options);
-  const name = options.export.length > 0 ? options.export[0]! : '';
-  return { exports: [{ name, device }], what, close: () => device.close() };
+  throw new IomapdError('BAD_MAGIC', `${shown} is not an iomapd image; pass --raw to serve it as a raw disk`);
 }
 
 function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {

@@ -285,8 +285,10 @@ export function nbdshEnv(): NodeJS.ProcessEnv {
 
 export interface ServeOptions {
   transport: Transport;
-  /** Serve this file (raw, or an image if it has the magic); otherwise `backend`. */
+  /** Serve this file (an image, or with `raw` a raw disk); otherwise `backend`. */
   file?: string;
+  /** `--raw`: serve `file` as a raw disk (`iomapd serve` refuses a file that is not an image without it). */
+  raw?: boolean;
   /** Without `file`: memory (default), or a fresh image with one volume named after the export ('default' for ''). */
   backend?: Backend;
   /** `--size` (e.g. '64M'); defaults to 64M for the memory device and the image's volume. */
@@ -343,6 +345,7 @@ export async function startIomapd(opts: ServeOptions): Promise<IomapdServer> {
     args.push(image);
   } else if (opts.file !== undefined) {
     args.push(opts.file);
+    if (opts.raw) args.push('--raw');
   }
   if (opts.size !== undefined && image === null) args.push('--size', opts.size);
   else if (opts.file === undefined && image === null) args.push('--size', '64M');

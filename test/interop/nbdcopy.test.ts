@@ -28,7 +28,7 @@ describe.each(VARIANTS)('nbdcopy over $transport ($backend)', ({ transport, back
       const back = join(dir, 'back.raw');
       await writeFile(source, patternBytes(16 * MiB, 0x5eed));
       await withIomapd({ transport, backend, size: '16M' }, async (from) => {
-        await withIomapd({ transport, file: join(dir, 'target.raw'), size: '16M' }, async (to) => {
+        await withIomapd({ transport, file: join(dir, 'target.raw'), raw: true, size: '16M' }, async (to) => {
           await runOk('nbdcopy', [source, from.uri], { server: from });
           // --allocated: zeros are written as allocated zeros (WRITE_ZEROES with NO_HOLE).
           await runOk('nbdcopy', ['--allocated', '--flush', from.uri, to.uri], { server: to });

@@ -160,7 +160,7 @@ h.shutdown()
       const file = join(dir, 'disk.raw');
       await writeFile(file, Buffer.alloc(MiB, 0x42));
       await truncate(file, 24 * MiB); // the rest is a sparse tail
-      await withIomapd({ transport, file }, async (server) => {
+      await withIomapd({ transport, file, raw: true }, async (server) => {
         const info = await nbdinfoJson(server);
         expect(info.exports[0]!['export-size']).toBe(24 * MiB);
         const map = await allocationMap(server);

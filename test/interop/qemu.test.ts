@@ -85,7 +85,7 @@ describe.each(VARIANTS)('qemu over $transport ($backend)', ({ transport, backend
         const source = join(dir, 'source.raw');
         const back = join(dir, 'back.raw');
         await writeFile(source, patternBytes(16 * MiB, 0x1badb002));
-        const serve = served === 'file' ? { file: join(dir, 'served.raw'), size: '16M' } : { backend, size: '16M' };
+        const serve = served === 'file' ? { file: join(dir, 'served.raw'), raw: true, size: '16M' } : { backend, size: '16M' };
         await withIomapd({ transport, ...serve }, async (server) => {
           const info = await runOk('qemu-img', ['info', '--output=json', '-f', 'raw', server.uri], { server });
           expect((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size']).toBe(16 * MiB);
