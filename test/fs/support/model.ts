@@ -85,6 +85,7 @@ export async function step(r: Runner, op: ModelOp): Promise<boolean> {
       if (!name) return false;
       const v = m.get(name)!;
       if (v.data.length < B) {
+        r.onWrite?.(name, 0, v.data.length / 512, 0);
         await punch(r.store, name, 0, v.data.length, op.t, op.t === 'zero' && op.noHole);
         v.data.fill(0);
         return false;
@@ -92,6 +93,9 @@ export async function step(r: Runner, op: ModelOp): Promise<boolean> {
       const blocks = v.data.length / B;
       const blk = op.blk % blocks;
       const n = Math.min(op.blocks, blocks - blk);
+      // Until the next commit a crash may show these zeros (an unflushed zero, like an unflushed
+      // write, may or may not have happened).
+      r.onWrite?.(name, (blk * B) / 512, (n * B) / 512, 0);
       await punch(r.store, name, blk * B, n * B, op.t, op.t === 'zero' && op.noHole);
       v.data.fill(0, blk * B, (blk + n) * B);
       return false;
