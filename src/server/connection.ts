@@ -23,6 +23,7 @@ import { handleOption, newSession, type Session } from './negotiation.ts';
 import { errorReply } from './replies.ts';
 import { ioBuffers } from './buffer-pool.ts';
 import { RequestBudget } from './request-budget.ts';
+import { ReceiveSlab, adoptWithUserBuffers } from './socket-receive.ts';
 import { RequestCounters } from './request-counters.ts';
 import { transmissionFlags } from './transmission-flags.ts';
 import { validateRequest, type ValidationContext, type ValidRequest } from './validate.ts';
@@ -36,6 +37,8 @@ interface PendingRequest {
   readonly rejection: { errno: number; message: string } | null;
   remaining: number;
   readonly chunks: Buffer[];
+  /** A large accepted payload's own buffer, which the socket reads straight into (socket-receive.ts). */
+  readonly into: Buffer | null;
 }
 
 interface Transmission {
@@ -45,6 +48,8 @@ interface Transmission {
 }
 
 const CLIENT_FLAGS_KNOWN = ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES;
+/** WRITE payloads this large are read straight into their own buffer; smaller ones stay views. */
+const DIRECT_PAYLOAD_BYTES = 64 * 1024;
 
 /** What the server shares with each connection: its limits and the server-wide request budget. */
 export interface ConnectionOptions {
@@ -59,6 +64,8 @@ export class Connection {
   private readonly registry: ExportRegistry;
   private log: Logger;
   private readonly queue = new ByteQueue();
+  /** Set when the socket reads into our buffers (socket-receive.ts); null: 'data' events. */
+  private readonly slab: ReceiveSlab | null;
   private state: State = 'flags';
   private session: Session = newSession(false);
   private option: { option: number; length: number } | null = null;
@@ -82,18 +89,27 @@ export class Connection {
 
   constructor(id: number, socket: Socket, registry: ExportRegistry, log: Logger, options: ConnectionOptions = {}) {
     this.id = id;
-    this.socket = socket;
     this.registry = registry;
     this.log = log;
     this.limits = options.limits ?? DEFAULT_SERVER_LIMITS;
     this.budget = options.budget ?? new RequestBudget(this.limits.maxInFlightTotal);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      if (this.state === 'closed') return;
-      this.queue.push(chunk);
-      this.pump();
+    const slab = new ReceiveSlab();
+    const adopted = adoptWithUserBuffers(socket, {
+      next: () => this.nextReadBuffer(slab),
+      received: (n, buf) => this.received(slab, n, buf),
     });
+    this.slab = adopted === null ? null : slab;
+    this.socket = socket = adopted ?? socket;
+    socket.setNoDelay(true);
+    if (adopted === null) {
+      socket.on('data', (chunk: Buffer) => {
+        if (this.state === 'closed') return;
+        this.queue.push(chunk);
+        this.pump();
+      });
+      socket.resume(); // the listener accepts sockets paused
+    }
     socket.on('end', () => this.onEnd());
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
     socket.on('close', () => this.onClose());
@@ -133,6 +149,22 @@ export class Connection {
   /** Closes now, whatever is in flight (used when shutdown's grace period runs out). */
   destroy(): void {
     this.socket.destroy();
+  }
+
+  /** Where the socket reads next: the rest of a large payload's buffer, or the slab. */
+  private nextReadBuffer(slab: ReceiveSlab): Buffer {
+    const into = this.pending?.into;
+    if (this.state === 'request-payload' && into != null && this.pending!.remaining > 0) {
+      return into.subarray(into.length - this.pending!.remaining);
+    }
+    return slab.offer();
+  }
+
+  private received(slab: ReceiveSlab, n: number, buf: Buffer): void {
+    if (this.state === 'closed') return;
+    if (slab.offered(buf)) this.queue.push(slab.take(n));
+    else this.pending!.remaining -= n; // straight into the payload's buffer
+    this.pump();
   }
 
   private pump(): void {
@@ -274,7 +306,8 @@ export class Connection {
       request = null;
       rejection = { errno: toNbdErrno(new IomapdError('SHUTTING_DOWN')).errno, message: 'the server is shutting down' };
     }
-    this.pending = { header, request, rejection, remaining: v.payload, chunks: [] };
+    const into = this.slab !== null && request !== null && v.payload >= DIRECT_PAYLOAD_BYTES ? ioBuffers.take(v.payload) : null;
+    this.pending = { header, request, rejection, remaining: v.payload, chunks: [], into };
     this.state = 'request-payload';
     return true;
   }
@@ -286,7 +319,8 @@ export class Connection {
       if (this.queue.length === 0) return false;
       const n = Math.min(p.remaining, this.queue.length);
       // Accepted payloads are kept; rejected ones are dropped as they arrive, never buffered whole.
-      if (p.request !== null) this.queue.takeViews(n, p.chunks);
+      if (p.into !== null) copyInto(this.queue, n, p.into, p.into.length - p.remaining);
+      else if (p.request !== null) this.queue.takeViews(n, p.chunks);
       else this.queue.skip(n);
       p.remaining -= n;
       if (p.remaining > 0) return false;
@@ -300,7 +334,7 @@ export class Connection {
       this.send([errorReply(this.tx!.dispatch.style, to, r.errno, r.message)]);
       return true;
     }
-    const payload = p.chunks.length === 0 ? null : p.chunks.length === 1 ? p.chunks[0]! : gather(p.chunks);
+    const payload = p.into ?? (p.chunks.length === 0 ? null : p.chunks.length === 1 ? p.chunks[0]! : gather(p.chunks));
     this.start(p.request, payload);
     return true;
   }
@@ -454,6 +488,13 @@ export class Connection {
     }
     this.resolveClosed();
   }
+}
+
+/** Moves the first `n` queued bytes into `out` at `at`. */
+function copyInto(queue: ByteQueue, n: number, out: Buffer, at: number): void {
+  const views: Buffer[] = [];
+  queue.takeViews(n, views);
+  for (const v of views) at += v.copy(out, at);
 }
 
 /** One WRITE payload from the views it arrived in, copied once into a pooled buffer. */

@@ -113,7 +113,8 @@ export class NbdServer {
 
   private listen(start: (s: Server) => void): Promise<Server> {
     // allowHalfOpen: a client may half-close after DISC and still be owed its replies.
-    const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
+    // pauseOnConnect: the connection chooses how its socket reads (socket-receive.ts).
+    const server = createServer({ noDelay: true, allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.once('listening', () => {
