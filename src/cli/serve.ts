@@ -11,6 +11,8 @@ import { Engine } from '../engine/engine.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
+import { inlineReads } from '../util/fd-io.ts';
+import { INLINE_READ_MODES, type InlineReadMode } from '../util/inline-reads.ts';
 import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
 import { NbdServer, type ListenAddress } from '../server/nbd-server.ts';
@@ -39,6 +41,7 @@ interface ServeOptions extends LimitOptions {
   cache?: CacheMode;
   raw: boolean;
   size?: string;
+  inlineReads: InlineReadMode;
   logLevel: string;
 }
 
@@ -55,10 +58,16 @@ export function registerServe(program: Command): void {
     .option('--read-only', 'refuse writes (EPERM)', false)
     .addOption(new Option('--cache <MODE>', 'image I/O: none (O_DIRECT where the filesystem allows it) or writeback (page cache)').choices(CACHE_MODES))
     .option('--size <SIZE>', 'without FILE: serve memory of this size; with --raw FILE: create the raw file this size if missing')
+    .addOption(
+      new Option('--inline-reads <MODE>', 'reads from the page cache on the event loop: auto (while they hit the cache), never (always the thread pool) or always')
+        .choices(INLINE_READ_MODES)
+        .default('auto'),
+    )
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
   addLimitOptions(command)
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
+        inlineReads.mode = options.inlineReads;
         await serve(file, options);
       } catch (err) {
         reportAndExit(err);

@@ -2,12 +2,31 @@
 // cheaper than FileHandle.read/write (no FileHandle bookkeeping, no result object, a lighter request
 // wrap): about a microsecond less main-thread CPU per call (docs/PERFORMANCE.md). The caller keeps
 // the FileHandle open, and so the descriptor valid, for as long as it calls these.
+// Reads the page cache can answer run inline on the event loop when the gate allows
+// (src/util/inline-reads.ts); everything else goes through libuv's thread pool.
 // One object, so tests can spy on (or fail) the calls: vi.spyOn(fdIo, 'pwrite').
-import { read, write } from 'node:fs';
+import { read, readSync, write } from 'node:fs';
+import { hrtime, resourceUsage } from 'node:process';
+import { InlineReadGate } from './inline-reads.ts';
+
+/** The process-wide gate; `iomapd serve --inline-reads` sets its mode. */
+export const inlineReads = new InlineReadGate('auto', () => resourceUsage().fsRead);
 
 export const fdIo = {
   /** Reads up to `length` bytes at `position` into buf[offset...]; resolves with the count read. */
   pread(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const start = hrtime.bigint();
+    if (inlineReads.admit(length, start)) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, offset, length, position);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      const end = hrtime.bigint();
+      inlineReads.record(length, end - start, end);
+      return Promise.resolve(n);
+    }
     return new Promise((resolve, reject) => {
       read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });

@@ -1,0 +1,91 @@
+// The gate that lets page-cache reads run on the event loop (src/util/inline-reads.ts), with a
+// fake clock, and fdIo.pread through both paths on a real file.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InlineReadGate } from '../../../src/util/inline-reads.ts';
+import { fdIo, inlineReads } from '../../../src/util/fd-io.ts';
+
+const ms = (n: number): bigint => BigInt(n) * 1_000_000n;
+const us = (n: number): bigint => BigInt(n) * 1_000n;
+
+describe('InlineReadGate', () => {
+  it('auto admits reads up to 256 KiB and sends larger ones to the pool', () => {
+    const g = new InlineReadGate('auto', () => 0);
+    expect(g.admit(4096, 0n)).toBe(true);
+    expect(g.admit(256 * 1024, 0n)).toBe(true);
+    expect(g.admit(256 * 1024 + 512, 0n)).toBe(false);
+    expect([g.inline, g.pooled]).toEqual([2, 1]);
+  });
+
+  it('a slow read without block input (preempted, not a miss) keeps reads inline', () => {
+    let asked = 0;
+    const g = new InlineReadGate('auto', () => (asked++, 7));
+    g.record(4096, us(100), 0n); // fast: the input count is not even asked for
+    expect(asked).toBe(1); // once, at construction
+    g.record(4096, ms(5), ms(1)); // slow, count unchanged: preempted
+    g.record(4096, ms(5), ms(2));
+    expect(g.admit(4096, ms(3))).toBe(true);
+    expect([asked, g.slow, g.misses]).toEqual([3, 2, 0]);
+  });
+
+  it('a miss sends reads to the pool for a back-off that doubles while probes keep missing', () => {
+    let blocks = 0;
+    const g = new InlineReadGate('auto', () => blocks);
+    blocks += 8; // the disk was read during the next read
+    g.record(4096, ms(1), ms(10));
+    expect(g.admit(4096, ms(20))).toBe(false);
+    expect(g.admit(4096, ms(60))).toBe(true); // 50 ms later: probe
+    blocks += 8;
+    g.record(4096, ms(1), ms(60)); // the probe missed too
+    expect(g.admit(4096, ms(150))).toBe(false);
+    expect(g.admit(4096, ms(161))).toBe(true); // 100 ms after the second miss
+    g.record(4096, us(3), ms(161)); // a hit resets the back-off
+    blocks += 8;
+    g.record(4096, ms(1), ms(200));
+    expect(g.admit(4096, ms(251))).toBe(true);
+    expect(g.misses).toBe(3);
+  });
+
+  it('never and always ignore the clock', () => {
+    const never = new InlineReadGate('never', () => 0);
+    expect(never.admit(512, 0n)).toBe(false);
+    let blocks = 0;
+    const always = new InlineReadGate('always', () => blocks);
+    blocks = 1;
+    always.record(4096, ms(100), 0n);
+    expect(always.admit(64 * 1024 * 1024, 1n)).toBe(true);
+  });
+});
+
+describe('fdIo.pread', () => {
+  let dir: string;
+  afterEach(async () => {
+    inlineReads.mode = 'auto';
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.each(['always', 'never'] as const)('reads the same bytes with inline reads %s, and rejects a bad descriptor', async (mode) => {
+    dir = await mkdtemp(join(tmpdir(), 'iomapd-fdio-'));
+    const path = join(dir, 'f');
+    const data = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    await writeFile(path, data);
+    inlineReads.mode = mode;
+    const before = { inline: inlineReads.inline, pooled: inlineReads.pooled };
+    const fd = openSync(path, 'r');
+    try {
+      const buf = Buffer.alloc(5000);
+      expect(await fdIo.pread(fd, buf, 100, 4096, 12_345)).toBe(4096);
+      expect(buf.subarray(100, 4196).equals(data.subarray(12_345, 12_345 + 4096))).toBe(true);
+      expect(await fdIo.pread(fd, buf, 0, 4096, data.length - 10)).toBe(10);
+    } finally {
+      closeSync(fd);
+    }
+    await expect(fdIo.pread(fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
+    const counted = mode === 'always' ? inlineReads.inline - before.inline : inlineReads.pooled - before.pooled;
+    expect(counted).toBe(3);
+  });
+});
