@@ -5,11 +5,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawClient } from '../support/raw-client.ts';
+import { zeroFileRange } from '../support/file-bytes.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const MAIN = join(root, 'src/cli/main.ts');
@@ -91,16 +92,6 @@ async function digest(path: string): Promise<string> {
   return createHash('sha256').update(await readFile(path)).digest('hex');
 }
 
-/** Overwrites `length` bytes at `offset` with zeros. */
-async function zero(path: string, offset: number, length: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    await fh.write(Buffer.alloc(length), 0, length, offset);
-  } finally {
-    await fh.close();
-  }
-}
-
 describe('iomapd serve FILE: no implicit raw', () => {
   it('refuses a raw file without --raw (BAD_MAGIC, exit 1, nothing listens, file untouched)', async () => {
     const raw = join(dir, 'disk.raw');
@@ -132,7 +123,7 @@ describe('iomapd serve FILE: no implicit raw', () => {
   it('refuses an image whose primary superblock magic was zeroed (CORRUPT, not opened raw), and serves it after check --repair', async () => {
     const img = join(dir, 'damaged.iomapd');
     expect(iomapd(['create', img, '--size', '8M']).code).toBe(0);
-    await zero(img, 0, 8); // superblock copy 0's magic
+    await zeroFileRange(img, 0, 8); // superblock copy 0's magic
     const before = await digest(img);
 
     const r = serveRefused([img]);
@@ -159,7 +150,7 @@ describe('iomapd serve FILE: no implicit raw', () => {
   it('refuses an image that lost both superblocks (journal signature), saying check --repair cannot rebuild them', async () => {
     const img = join(dir, 'headless.iomapd');
     expect(iomapd(['create', img, '--size', '8M']).code).toBe(0);
-    await zero(img, 0, 8192);
+    await zeroFileRange(img, 0, 8192);
     const r = serveRefused([img]);
     expect(r.code).toBe(1);
     expect(r.err).toContain(`iomapd: CORRUPT: ${img} looks like a damaged iomapd image`);

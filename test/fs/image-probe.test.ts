@@ -1,11 +1,12 @@
 // The read-only signature probe behind `iomapd serve FILE` (src/fs/image-probe.ts), on real image
 // files: its copies of the superblock and journal magics and offsets must match what the store writes.
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImageFile } from '../../src/fs/image-file.ts';
 import { probeImageFile } from '../../src/fs/image-probe.ts';
+import { zeroFileRange } from '../support/file-bytes.ts';
 
 let dir = '';
 beforeAll(async () => {
@@ -23,32 +24,23 @@ async function image(name: string, blockSize: number): Promise<string> {
   return path;
 }
 
-async function zero(path: string, offset: number, length: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    await fh.write(Buffer.alloc(length), 0, length, offset);
-  } finally {
-    await fh.close();
-  }
-}
-
 describe('probeImageFile', () => {
   it.each([4096, 16384, 65536])('block size %i: image, then damaged by copy 1, then damaged by the journal ring', async (blockSize) => {
     const path = await image(`img-${blockSize}`, blockSize);
     expect(await probeImageFile(path)).toEqual({ kind: 'image' });
 
-    await zero(path, 0, 8);
+    await zeroFileRange(path, 0, 8);
     const one = await probeImageFile(path);
     expect(one).toMatchObject({ kind: 'damaged', superblock: true });
     expect(one.kind === 'damaged' && one.evidence).toMatch(/copy 1 \(byte 4096\)/);
 
-    await zero(path, 4096, 8);
+    await zeroFileRange(path, 4096, 8);
     const journalAt = Math.max(8192, blockSize);
     const ring = await probeImageFile(path);
     expect(ring).toMatchObject({ kind: 'damaged', superblock: false });
     expect(ring.kind === 'damaged' && ring.evidence).toContain(`byte ${journalAt}`);
 
-    await zero(path, journalAt, 4);
+    await zeroFileRange(path, journalAt, 4);
     expect(await probeImageFile(path)).toEqual({ kind: 'none' });
   });
 
