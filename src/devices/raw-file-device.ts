@@ -16,7 +16,7 @@
 // - No advisory lock is taken (Node has none): two processes serving one file will corrupt it.
 import { execFile } from 'node:child_process';
 import type { Stats } from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readSync } from 'node:fs';
 import { open as openFile, stat as statPath } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -162,6 +162,27 @@ export class RawFileDevice implements BlockDevice {
     }
   }
 
+  readNow(into: Buffer, offset: number): boolean {
+    assertRange(offset, into.length, this.size);
+    let done = 0;
+    while (done < into.length) {
+      let bytesRead: number | null;
+      try {
+        bytesRead = fdIo.preadNow(this.#handle.fd, into, done, into.length - done, offset + done);
+      } catch (err) {
+        throw fsError(err, `read ${this.path} at ${offset + done}`);
+      }
+      if (bytesRead === null) {
+        if (done === 0) return false;
+        // Admitted once, so the data was in cache a moment ago: finish the short read here.
+        bytesRead = readSyncOrThrow(this.#handle.fd, into, done, offset + done, this.path);
+      }
+      if (bytesRead === 0) fail('IO', `read ${this.path} at ${offset + done}: end of file (the file shrank)`);
+      done += bytesRead;
+    }
+    return true;
+  }
+
   async write(data: Buffer, offset: number, options: WriteOptions): Promise<void> {
     assertRange(offset, data.length, this.size);
     this.#refuseIfPoisoned();
@@ -285,6 +306,14 @@ export class RawFileDevice implements BlockDevice {
       this.#poisoned = true;
       throw fsError(err, `fdatasync ${this.path}`);
     }
+  }
+}
+
+function readSyncOrThrow(fd: number, into: Buffer, at: number, position: number, path: string): number {
+  try {
+    return readSync(fd, into, at, into.length - at, position);
+  } catch (err) {
+    throw fsError(err, `read ${path} at ${position}`);
   }
 }
 

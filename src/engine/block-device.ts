@@ -63,6 +63,13 @@ export interface BlockDevice {
 
   /** Fills `into` with the bytes at `offset` (reads go straight into the reply buffer). */
   read(into: Buffer, offset: number): Promise<void>;
+  /**
+   * Optional fast path: reads the whole range now, synchronously, when it is plain data the device
+   * can read without waiting (mapped, and in the page cache as far as the inline read gate can
+   * tell). Returns false when the caller must use blockStatus/read instead. Throws on I/O error.
+   * Synchronous on purpose: nothing else runs between the lookup and the read, so no pin is needed.
+   */
+  readNow?(into: Buffer, offset: number): boolean;
   write(data: Buffer, offset: number, options: WriteOptions): Promise<void>;
   /** Makes every write that completed before the call durable. */
   flush(): Promise<void>;

@@ -53,6 +53,22 @@ export class VolumeDevice implements BlockDevice {
     await this.counted(readRange(this.vc, into, offset));
   }
 
+  readNow(into: Buffer, offset: number): boolean {
+    if (into.length === 0) return false;
+    let done: boolean;
+    try {
+      done = this.vc.store.readNow(this.name, offset, into);
+    } catch (err) {
+      this.noteError(err);
+      throw err;
+    }
+    if (done) {
+      this.vc.counters.imageBytesRead += into.length;
+      this.vc.counters.clientBytesRead += into.length;
+    }
+    return done;
+  }
+
   async write(data: Buffer, offset: number, options: WriteOptions): Promise<void> {
     if (data.length === 0) return;
     const pure = await this.exclusive(offset, data.length, this.needForWrite(offset, data.length), (res) =>

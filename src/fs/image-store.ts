@@ -653,6 +653,26 @@ export class ImageStore {
     await this.storage.read(buf, this.sb.dataOffset + physical);
   }
 
+  /**
+   * The read fast path: when [offset, offset+into.length) of `volume` lies in one MAPPED extent and
+   * the storage can read it now (storage.readNow), reads it synchronously and returns true.
+   * Otherwise false, having done nothing: the caller uses begin/readData/end. Lookup and read
+   * happen in one synchronous step, so no TRIM or COW can free the blocks in between (no pin).
+   */
+  readNow(volume: string, offset: number, into: Buffer): boolean {
+    const v = this.meta.byName.get(volume);
+    if (this.closed || !v || v.inline || this.storage.readNow === undefined) return false;
+    const len = into.length;
+    if (!Number.isSafeInteger(offset) || offset < 0 || len <= 0 || offset + len > v.size) return false;
+    const B = this.blockSize;
+    const blk = Math.floor(offset / B);
+    const hit = v.map.covering(blk);
+    if (!hit || hit.v.kind !== ExtentKind.MAPPED || (hit.start + hit.v.len) * B < offset + len) return false;
+    const physical = (hit.v.phys + blk - hit.start) * B + (offset - blk * B);
+    this.checkData(physical, len);
+    return this.storage.readNow(into, this.sb.dataOffset + physical);
+  }
+
   /** Writes data-area bytes. Not durable until syncData() or commit(). */
   async writeData(physical: number, buf: Buffer): Promise<void> {
     this.checkData(physical, buf.length);

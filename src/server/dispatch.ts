@@ -10,6 +10,7 @@ import {
   type StatusExtent,
 } from '../protocol/transmission.ts';
 import type { BlockDevice, DeviceExtent } from '../engine/block-device.ts';
+import { ioBuffers } from './buffer-pool.ts';
 import { allocReadReply, chunkTarget, finishReadReply, successReply } from './replies.ts';
 import type { ValidRequest } from './validate.ts';
 
@@ -63,12 +64,17 @@ export async function dispatch(ctx: DispatchContext, req: ValidRequest, payload:
 async function read(ctx: DispatchContext, req: ValidRequest): Promise<Reply> {
   const { style, device } = ctx;
   if (req.length === 0) return [style === 'simple' ? successReply(style, req) : encodeNoneChunk(chunkTarget(style, req))];
+  const { reply, data } = allocReadReply(style, req);
+  // Plain data the device can read at once (no hole to report): no block status, no await.
+  if (device.readNow?.(data, req.offset)) return [finishReadReply(style, req, reply)];
   const sparseOk = style !== 'simple' && device.capabilities.sparse && (req.flags & CmdFlag.DF) === 0;
   if (sparseOk) {
     const extents = await coverRange(device, req.offset, req.length);
-    if (extents.some((e) => e.zero)) return sparseRead(ctx, req, extents);
+    if (extents.some((e) => e.zero)) {
+      ioBuffers.give(reply);
+      return sparseRead(ctx, req, extents);
+    }
   }
-  const { reply, data } = allocReadReply(style, req);
   await device.read(data, req.offset);
   return [finishReadReply(style, req, reply)];
 }

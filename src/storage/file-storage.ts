@@ -1,4 +1,5 @@
 // Storage on a regular file through node:fs/promises. sync is fdatasync.
+import { readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { IomapdError } from '../util/errors.ts';
 import { fdIo } from '../util/fd-io.ts';
@@ -35,6 +36,25 @@ export class FileStorage extends FileHandleStorage {
       throw storageError(err, 'read');
     }
     if (done < buf.length) buf.fill(0, done);
+  }
+
+  readNow(buf: Buffer, offset: number): boolean {
+    let done = 0;
+    try {
+      const first = fdIo.preadNow(this.fh.fd, buf, 0, buf.length, offset);
+      if (first === null) return false;
+      done = first;
+      // A short read (end of file, or a signal): finish on this thread, as read() would.
+      while (done < buf.length) {
+        const n = readSync(this.fh.fd, buf, done, buf.length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (err) {
+      throw storageError(err, 'read');
+    }
+    if (done < buf.length) buf.fill(0, done);
+    return true;
   }
 
   async write(buf: Buffer, offset: number): Promise<void> {

@@ -10,6 +10,11 @@ import { IomapdError } from '../util/errors.ts';
 
 export interface Storage {
   read(buf: Buffer, offset: number): Promise<void>;
+  /**
+   * Fills buf now, synchronously, if the backend can without waiting (a page-cache hit the inline
+   * read gate admits); false when the caller must use read(). Optional.
+   */
+  readNow?(buf: Buffer, offset: number): boolean;
   write(buf: Buffer, offset: number): Promise<void>;
   /** Makes every completed write durable (fdatasync strength). */
   sync(): Promise<void>;

@@ -15,21 +15,29 @@ export const inlineReads = new InlineReadGate('auto', () => resourceUsage().fsRe
 export const fdIo = {
   /** Reads up to `length` bytes at `position` into buf[offset...]; resolves with the count read. */
   pread(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    const start = hrtime.bigint();
-    if (inlineReads.admit(length, start)) {
-      let n: number;
-      try {
-        n = readSync(fd, buf, offset, length, position);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      const end = hrtime.bigint();
-      inlineReads.record(length, end - start, end);
-      return Promise.resolve(n);
+    let n: number | null;
+    try {
+      n = fdIo.preadNow(fd, buf, offset, length, position);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    if (n !== null) return Promise.resolve(n);
     return new Promise((resolve, reject) => {
       read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });
+  },
+
+  /**
+   * Reads now, on this thread, when the gate admits it: the count read, or null when the read must
+   * go through pread() instead. Throws what readSync throws.
+   */
+  preadNow(fd: number, buf: Buffer, offset: number, length: number, position: number): number | null {
+    const start = hrtime.bigint();
+    if (!inlineReads.admit(length, start)) return null;
+    const n = readSync(fd, buf, offset, length, position);
+    const end = hrtime.bigint();
+    inlineReads.record(length, end - start, end);
+    return n;
   },
 
   /** Writes up to `length` bytes of buf[offset...] at `position`; resolves with the count written. */

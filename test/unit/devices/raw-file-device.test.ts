@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RawFileDevice } from '../../../src/devices/raw-file-device.ts';
 import { isIomapdError } from '../../../src/util/errors.ts';
-import { fdIo } from '../../../src/util/fd-io.ts';
+import { fdIo, inlineReads } from '../../../src/util/fd-io.ts';
 import { KiB, MiB, isAllZero, makeTempDir, pattern } from './device-fixtures.ts';
 
 const execFile = promisify(execFileCb);
@@ -384,5 +384,38 @@ describe('RawFileDevice on a block device', () => {
     } finally {
       await execFile('losetup', ['--detach', loop]);
     }
+  });
+});
+
+describe('readNow (the synchronous read fast path)', () => {
+  afterEach(() => {
+    inlineReads.mode = 'auto';
+  });
+
+  it('reads the bytes now when the gate admits, and declines (doing nothing) when it does not', async () => {
+    const { device } = await createDevice(MiB);
+    const data = pattern(64 * KiB, 5);
+    await device.write(data, 128 * KiB, { fua: false });
+    inlineReads.mode = 'always';
+    const into = Buffer.alloc(64 * KiB);
+    expect(device.readNow(into, 128 * KiB)).toBe(true);
+    expect(into.equals(data)).toBe(true);
+    inlineReads.mode = 'never';
+    const untouched = Buffer.alloc(4 * KiB, 0xaa);
+    expect(device.readNow(untouched, 128 * KiB)).toBe(false);
+    expect(untouched.every((b) => b === 0xaa)).toBe(true);
+  });
+
+  it('a file that shrank under it is an IO error, not zeros', async () => {
+    const { path, device } = await createDevice(MiB);
+    await truncate(path, 512 * KiB);
+    inlineReads.mode = 'always';
+    let code = 'none';
+    try {
+      device.readNow(Buffer.alloc(4 * KiB), 768 * KiB);
+    } catch (err) {
+      code = isIomapdError(err) ? err.code : 'other';
+    }
+    expect(code).toBe('IO');
   });
 });
