@@ -11,8 +11,8 @@ import { Engine } from '../engine/engine.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
-import { inlineReads } from '../util/fd-io.ts';
-import { INLINE_READ_MODES, type InlineReadMode } from '../util/inline-reads.ts';
+import { inlineReads, inlineWrites } from '../util/fd-io.ts';
+import { INLINE_IO_MODES, type InlineIoMode } from '../util/inline-io.ts';
 import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
 import { NbdServer, type ListenAddress } from '../server/nbd-server.ts';
@@ -41,7 +41,8 @@ interface ServeOptions extends LimitOptions {
   cache?: CacheMode;
   raw: boolean;
   size?: string;
-  inlineReads: InlineReadMode;
+  inlineReads: InlineIoMode;
+  inlineWrites: InlineIoMode;
   logLevel: string;
 }
 
@@ -60,7 +61,12 @@ export function registerServe(program: Command): void {
     .option('--size <SIZE>', 'without FILE: serve memory of this size; with --raw FILE: create the raw file this size if missing')
     .addOption(
       new Option('--inline-reads <MODE>', 'reads from the page cache on the event loop: auto (while they hit the cache), never (always the thread pool) or always')
-        .choices(INLINE_READ_MODES)
+        .choices(INLINE_IO_MODES)
+        .default('auto'),
+    )
+    .addOption(
+      new Option('--inline-writes <MODE>', 'writes into the page cache on the event loop: auto (while they are fast), never (always the thread pool) or always')
+        .choices(INLINE_IO_MODES)
         .default('auto'),
     )
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
@@ -68,6 +74,7 @@ export function registerServe(program: Command): void {
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
         inlineReads.mode = options.inlineReads;
+        inlineWrites.mode = options.inlineWrites;
         await serve(file, options);
       } catch (err) {
         reportAndExit(err);

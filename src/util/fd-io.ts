@@ -2,15 +2,16 @@
 // cheaper than FileHandle.read/write (no FileHandle bookkeeping, no result object, a lighter request
 // wrap): about a microsecond less main-thread CPU per call (docs/PERFORMANCE.md). The caller keeps
 // the FileHandle open, and so the descriptor valid, for as long as it calls these.
-// Reads the page cache can answer run inline on the event loop when the gate allows
-// (src/util/inline-reads.ts); everything else goes through libuv's thread pool.
+// Reads and writes the page cache can take at once run inline on the event loop when their gate
+// allows (src/util/inline-io.ts); everything else goes through libuv's thread pool.
 // One object, so tests can spy on (or fail) the calls: vi.spyOn(fdIo, 'pwrite').
-import { read, readSync, write } from 'node:fs';
+import { read, readSync, write, writeSync } from 'node:fs';
 import { hrtime, resourceUsage } from 'node:process';
-import { InlineReadGate } from './inline-reads.ts';
+import { InlineIoGate } from './inline-io.ts';
 
-/** The process-wide gate; `iomapd serve --inline-reads` sets its mode. */
-export const inlineReads = new InlineReadGate('auto', () => resourceUsage().fsRead);
+/** The process-wide gates; `iomapd serve --inline-reads / --inline-writes` set their modes. */
+export const inlineReads = new InlineIoGate('auto', () => resourceUsage().fsRead);
+export const inlineWrites = new InlineIoGate('auto', null);
 
 export const fdIo = {
   /** Reads up to `length` bytes at `position` into buf[offset...]; resolves with the count read. */
@@ -42,6 +43,18 @@ export const fdIo = {
 
   /** Writes up to `length` bytes of buf[offset...] at `position`; resolves with the count written. */
   pwrite(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const start = hrtime.bigint();
+    if (inlineWrites.admit(length, start)) {
+      let n: number;
+      try {
+        n = writeSync(fd, buf, offset, length, position);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      const end = hrtime.bigint();
+      inlineWrites.record(length, end - start, end);
+      return Promise.resolve(n);
+    }
     return new Promise((resolve, reject) => {
       write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });

@@ -1,19 +1,19 @@
-// The gate that lets page-cache reads run on the event loop (src/util/inline-reads.ts), with a
-// fake clock, and fdIo.pread through both paths on a real file.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// The gate that lets page-cache reads and writes run on the event loop (src/util/inline-io.ts),
+// with a fake clock, and fdIo.pread / pwrite through both paths on a real file.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InlineReadGate } from '../../../src/util/inline-reads.ts';
-import { fdIo, inlineReads } from '../../../src/util/fd-io.ts';
+import { InlineIoGate } from '../../../src/util/inline-io.ts';
+import { fdIo, inlineReads, inlineWrites } from '../../../src/util/fd-io.ts';
 
 const ms = (n: number): bigint => BigInt(n) * 1_000_000n;
 const us = (n: number): bigint => BigInt(n) * 1_000n;
 
-describe('InlineReadGate', () => {
+describe('InlineIoGate', () => {
   it('auto admits reads up to 256 KiB and sends larger ones to the pool', () => {
-    const g = new InlineReadGate('auto', () => 0);
+    const g = new InlineIoGate('auto', () => 0);
     expect(g.admit(4096, 0n)).toBe(true);
     expect(g.admit(256 * 1024, 0n)).toBe(true);
     expect(g.admit(256 * 1024 + 512, 0n)).toBe(false);
@@ -22,7 +22,7 @@ describe('InlineReadGate', () => {
 
   it('a slow read without block input (preempted, not a miss) keeps reads inline', () => {
     let asked = 0;
-    const g = new InlineReadGate('auto', () => (asked++, 7));
+    const g = new InlineIoGate('auto', () => (asked++, 7));
     g.record(4096, us(100), 0n); // fast: the input count is not even asked for
     expect(asked).toBe(1); // once, at construction
     g.record(4096, ms(5), ms(1)); // slow, count unchanged: preempted
@@ -33,7 +33,7 @@ describe('InlineReadGate', () => {
 
   it('a miss sends reads to the pool for a back-off that doubles while probes keep missing', () => {
     let blocks = 0;
-    const g = new InlineReadGate('auto', () => blocks);
+    const g = new InlineIoGate('auto', () => blocks);
     blocks += 8; // the disk was read during the next read
     g.record(4096, ms(1), ms(10));
     expect(g.admit(4096, ms(20))).toBe(false);
@@ -49,11 +49,37 @@ describe('InlineReadGate', () => {
     expect(g.misses).toBe(3);
   });
 
+  it('without a block-input witness (writes) every slow call backs off', () => {
+    const g = new InlineIoGate('auto', null);
+    g.record(4096, us(10), 0n);
+    expect(g.admit(4096, ms(1))).toBe(true);
+    g.record(4096, ms(2), ms(1));
+    expect(g.admit(4096, ms(2))).toBe(false);
+    expect(g.admit(4096, ms(52))).toBe(true);
+  });
+
+  it('a running mean above 8 µs per 4 KiB backs off although no single call was slow', () => {
+    const g = new InlineIoGate('auto', null);
+    for (let i = 0; i < 200; i++) g.record(4096, us(3), ms(i)); // cheap calls: stay inline
+    expect(g.admit(4096, ms(200))).toBe(true);
+    let t = 200;
+    while (g.admit(4096, ms(t)) && t < 400) g.record(4096, us(15), ms(t++)); // 15 µs each
+    expect(t).toBeLessThan(400);
+    expect(g.costly).toBe(1);
+    // The back-off started at the last recorded call, ms(t - 1).
+    expect(g.admit(4096, ms(t + 48))).toBe(false);
+    expect(g.admit(4096, ms(t + 49))).toBe(true); // the probe after the back-off
+    // A 64 KiB call taking 40 µs is cheap per 4 KiB.
+    const big = new InlineIoGate('auto', null);
+    for (let i = 0; i < 200; i++) big.record(65536, us(40), ms(i));
+    expect(big.costly).toBe(0);
+  });
+
   it('never and always ignore the clock', () => {
-    const never = new InlineReadGate('never', () => 0);
+    const never = new InlineIoGate('never', () => 0);
     expect(never.admit(512, 0n)).toBe(false);
     let blocks = 0;
-    const always = new InlineReadGate('always', () => blocks);
+    const always = new InlineIoGate('always', () => blocks);
     blocks = 1;
     always.record(4096, ms(100), 0n);
     expect(always.admit(64 * 1024 * 1024, 1n)).toBe(true);
@@ -64,6 +90,7 @@ describe('fdIo.pread', () => {
   let dir: string;
   afterEach(async () => {
     inlineReads.mode = 'auto';
+    inlineWrites.mode = 'auto';
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -87,5 +114,26 @@ describe('fdIo.pread', () => {
     await expect(fdIo.pread(fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
     const counted = mode === 'always' ? inlineReads.inline - before.inline : inlineReads.pooled - before.pooled;
     expect(counted).toBe(3);
+  });
+
+  it.each(['always', 'never'] as const)('fdIo.pwrite writes the same bytes with inline writes %s', async (mode) => {
+    dir = await mkdtemp(join(tmpdir(), 'iomapd-fdio-'));
+    const path = join(dir, 'f');
+    await writeFile(path, Buffer.alloc(16 * 1024));
+    inlineWrites.mode = mode;
+    const before = { inline: inlineWrites.inline, pooled: inlineWrites.pooled };
+    const fd = openSync(path, 'r+');
+    try {
+      const data = Buffer.alloc(6000, 0x3c);
+      expect(await fdIo.pwrite(fd, data, 1000, 4096, 8192)).toBe(4096);
+    } finally {
+      closeSync(fd);
+    }
+    await expect(fdIo.pwrite(fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
+    const back = await readFile(path);
+    expect(back.subarray(8192, 8192 + 4096).every((b) => b === 0x3c)).toBe(true);
+    expect(back.subarray(0, 8192).every((b) => b === 0)).toBe(true);
+    const counted = mode === 'always' ? inlineWrites.inline - before.inline : inlineWrites.pooled - before.pooled;
+    expect(counted).toBe(2);
   });
 });
