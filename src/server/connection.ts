@@ -66,6 +66,8 @@ export class Connection {
   private readonly queue = new ByteQueue();
   /** Set when the socket reads into our buffers (socket-receive.ts); null: 'data' events. */
   private readonly slab: ReceiveSlab | null;
+  /** The last request header read was a WRITE whose payload went straight to its own buffer. */
+  private lastWriteDirect = false;
   private state: State = 'flags';
   private session: Session = newSession(false);
   private option: { option: number; length: number } | null = null;
@@ -156,6 +158,12 @@ export class Connection {
     const into = this.pending?.into;
     if (this.state === 'request-payload' && into != null && this.pending!.remaining > 0) {
       return into.subarray(into.length - this.pending!.remaining);
+    }
+    // After a large WRITE the next is likely one too: read just its header, so that its payload
+    // goes straight to its own buffer rather than into the slab and then copied (over TCP a
+    // read returns all that has arrived, often much of the payload).
+    if (this.lastWriteDirect && this.state === 'request-header' && this.queue.length === 0) {
+      return slab.offer(this.tx!.validation.extended ? 32 : 28);
     }
     return slab.offer();
   }
@@ -307,6 +315,7 @@ export class Connection {
       rejection = { errno: toNbdErrno(new IomapdError('SHUTTING_DOWN')).errno, message: 'the server is shutting down' };
     }
     const into = this.slab !== null && request !== null && v.payload >= DIRECT_PAYLOAD_BYTES ? ioBuffers.take(v.payload) : null;
+    this.lastWriteDirect = into !== null;
     this.pending = { header, request, rejection, remaining: v.payload, chunks: [], into };
     this.state = 'request-payload';
     return true;

@@ -58,13 +58,13 @@ export class ReceiveSlab {
   #used = 0;
   #offered: Buffer | null = null;
 
-  /** The free tail of the slab (a new slab when little is left). */
-  offer(): Buffer {
+  /** The free tail of the slab, or its first `limit` bytes (a new slab when little is left). */
+  offer(limit = SLAB_BYTES): Buffer {
     if (this.#slab.length - this.#used < MIN_TAIL) {
       this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
       this.#used = 0;
     }
-    this.#offered = this.#slab.subarray(this.#used);
+    this.#offered = this.#slab.subarray(this.#used, this.#used + limit);
     return this.#offered;
   }
 

@@ -47,6 +47,32 @@ describe.each(TRANSPORTS)('socket receive over %s', (transport) => {
     expect(r.data!.equals(data)).toBe(true);
   });
 
+  it('after a large write, a small write and a flush in the same burst stay in step', async () => {
+    const c = await t.connect();
+    await c.negotiate({ name: 'disk' });
+    const big = pattern(MiB, 40);
+    const small = pattern(4096, 41);
+    c.write(
+      Buffer.concat([
+        request({ type: CMD.WRITE, cookie: 1n, offset: 0, payload: big }),
+        request({ type: CMD.WRITE, cookie: 2n, offset: 2 * MiB, payload: small }),
+        request({ type: CMD.FLUSH, cookie: 3n }),
+        request({ type: CMD.WRITE, cookie: 4n, offset: 3 * MiB, payload: big }),
+      ]),
+    );
+    const cookies = new Set<bigint>();
+    for (let i = 0; i < 4; i++) {
+      const r = await c.simpleReply();
+      expect(r.error).toBe(0);
+      cookies.add(r.cookie);
+    }
+    expect(cookies).toEqual(new Set([1n, 2n, 3n, 4n]));
+    c.send({ type: CMD.READ, cookie: 5n, offset: 2 * MiB, length: 4096 });
+    expect((await c.simpleReply(4096)).data!.equals(small)).toBe(true);
+    c.send({ type: CMD.READ, cookie: 6n, offset: 3 * MiB, length: MiB });
+    expect((await c.simpleReply(MiB)).data!.equals(big)).toBe(true);
+  });
+
   it('many large writes back to back, each read back', async () => {
     const c = await t.connect();
     await c.negotiate({ name: 'disk' });
