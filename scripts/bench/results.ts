@@ -1,20 +1,14 @@
 // The shape of a benchmark run as stored in bench/results/*.json, and the summaries drawn from it:
 // medians and spread per (job, transport, server), and ratios of medians against nbdkit.
 import type { ServerName, Transport } from './config.ts';
+import type { FioResult } from './fio-jobs.ts';
 import type { MachineInfo } from './system.ts';
 
-export interface JobRun {
+export interface JobRun extends FioResult {
   rep: number;
   job: string;
   transport: Transport;
   server: ServerName;
-  value: number;
-  iops: number;
-  mibps: number;
-  requests: number;
-  flushes: number;
-  latMeanUs: number;
-  latP99Us: number;
   /** Server CPU seconds (user + system, all threads) in the measured window. */
   cpuS: number;
   cpuUsPerRequest: number;

@@ -40,7 +40,9 @@ export function adoptWithUserBuffers(socket: Socket, target: ReceiveTarget): Soc
     allowHalfOpen: true,
     readable: true,
     writable: true,
-    onread: { buffer: () => target.next(), callback: (n: number, buf: Uint8Array): boolean => {
+    onread: {
+      buffer: () => target.next(),
+      callback: (n: number, buf: Uint8Array): boolean => {
         target.received(n, buf as Buffer);
         return true; // keep reading: the connection pauses the socket itself
       },

@@ -13,6 +13,18 @@ import { InlineIoGate } from './inline-io.ts';
 export const inlineReads = new InlineIoGate('auto', () => resourceUsage().fsRead);
 export const inlineWrites = new InlineIoGate('auto', null);
 
+type SyncIo = (fd: number, buf: Buffer, offset: number, length: number, position: number) => number;
+
+/** Runs `io` on this thread if `gate` admits it (the count moved), else null; times it for the gate. */
+function gated(gate: InlineIoGate, io: SyncIo, fd: number, buf: Buffer, offset: number, length: number, position: number): number | null {
+  const start = hrtime.bigint();
+  if (!gate.admit(length, start)) return null;
+  const n = io(fd, buf, offset, length, position);
+  const end = hrtime.bigint();
+  gate.record(length, end - start, end);
+  return n;
+}
+
 export const fdIo = {
   /** Reads up to `length` bytes at `position` into buf[offset...]; resolves with the count read. */
   pread(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
@@ -33,28 +45,18 @@ export const fdIo = {
    * go through pread() instead. Throws what readSync throws.
    */
   preadNow(fd: number, buf: Buffer, offset: number, length: number, position: number): number | null {
-    const start = hrtime.bigint();
-    if (!inlineReads.admit(length, start)) return null;
-    const n = readSync(fd, buf, offset, length, position);
-    const end = hrtime.bigint();
-    inlineReads.record(length, end - start, end);
-    return n;
+    return gated(inlineReads, readSync, fd, buf, offset, length, position);
   },
 
   /** Writes up to `length` bytes of buf[offset...] at `position`; resolves with the count written. */
   pwrite(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    const start = hrtime.bigint();
-    if (inlineWrites.admit(length, start)) {
-      let n: number;
-      try {
-        n = writeSync(fd, buf, offset, length, position);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      const end = hrtime.bigint();
-      inlineWrites.record(length, end - start, end);
-      return Promise.resolve(n);
+    let n: number | null;
+    try {
+      n = gated(inlineWrites, writeSync, fd, buf, offset, length, position);
+    } catch (err) {
+      return Promise.reject(err);
     }
+    if (n !== null) return Promise.resolve(n);
     return new Promise((resolve, reject) => {
       write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
     });

@@ -4,39 +4,23 @@ import { describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { FaultStorage } from '../../src/storage/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import type { Storage } from '../../src/storage/storage.ts';
+import { PassThroughStorage } from '../support/pass-through-storage.ts';
 import { B, fill, fua, GARBAGE, IMAGE_BYTES, makeRig, makeUnwritten, noFua, readAt, reopenAfterCrash, wrap } from './support.ts';
 
 const SEEDS = Number(process.env.IOMAPD_ENGINE_SEEDS ?? 12);
 
 /** Records the order of completed writes and syncs (semantics §9 harness: the instrumented backend). */
-class RecordingStorage implements Storage {
-  private readonly inner: Storage;
+class RecordingStorage extends PassThroughStorage {
   readonly events: Array<{ op: 'write'; offset: number; length: number } | { op: 'sync' }> = [];
   recording = false;
-  constructor(inner: Storage) {
-    this.inner = inner;
-  }
-  read(buf: Buffer, offset: number): Promise<void> {
-    return this.inner.read(buf, offset);
-  }
-  async write(buf: Buffer, offset: number): Promise<void> {
+  override async write(buf: Buffer, offset: number): Promise<void> {
     await this.inner.write(buf, offset);
     if (this.recording) this.events.push({ op: 'write', offset, length: buf.length });
   }
-  async sync(): Promise<void> {
+  override async sync(): Promise<void> {
     // A sync covers the writes completed when it starts.
     if (this.recording) this.events.push({ op: 'sync' });
     await this.inner.sync();
-  }
-  size(): Promise<number> {
-    return this.inner.size();
-  }
-  resize(size: number): Promise<void> {
-    return this.inner.resize(size);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

@@ -4,46 +4,32 @@
 import { describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
+import { Gate } from '../support/test-devices.ts';
 
 const B = 4096;
 
-/** Memory storage whose writes can be held back, and which counts syncs. */
+/** Memory storage whose writes or syncs can be held back, and which counts syncs. */
 class GatedStorage extends MemoryStorage {
   syncs = 0;
-  private gate: Promise<void> | null = null;
-  private open: (() => void) | null = null;
+  private readonly gates: { write: Gate | null; sync: Gate | null } = { write: null, sync: null };
 
-  hold(): void {
-    this.gate = new Promise((resolve) => (this.open = resolve));
+  hold(op: 'write' | 'sync'): void {
+    this.gates[op] = new Gate();
   }
 
-  release(): void {
-    this.gate = null;
-    this.open?.();
+  release(op: 'write' | 'sync'): void {
+    this.gates[op]?.open();
+    this.gates[op] = null;
   }
 
   override async write(buf: Buffer, offset: number): Promise<void> {
-    const gate = this.gate;
-    if (gate) await gate;
+    await this.gates.write?.wait;
     await super.write(buf, offset);
-  }
-
-  private syncGate: Promise<void> | null = null;
-  private openSyncs: (() => void) | null = null;
-
-  holdSyncs(): void {
-    this.syncGate = new Promise((resolve) => (this.openSyncs = resolve));
-  }
-
-  releaseSyncs(): void {
-    this.syncGate = null;
-    this.openSyncs?.();
   }
 
   override async sync(): Promise<void> {
     this.syncs++;
-    const gate = this.syncGate;
-    if (gate) await gate;
+    await this.gates.sync?.wait;
     await super.sync();
   }
 }
@@ -79,10 +65,10 @@ describe('data syncs cover exactly the writes completed before them', () => {
     await store.commit();
 
     const o = await store.begin('v', 0, B, 'write');
-    storage.hold();
+    storage.hold('write');
     const write = store.writeData(o.physical, Buffer.alloc(B, 2)); // issued, not yet landed
     await store.commit(); // a FLUSH from another request, while the write is in flight
-    storage.release();
+    storage.release('write');
     await write;
     await store.end(o, B);
     // The write is now acknowledged: a FLUSH after it must reach the storage's sync.
@@ -96,10 +82,10 @@ describe('data syncs cover exactly the writes completed before them', () => {
     const { store, storage, physical } = await storeWithMappedBlock();
     await store.writeData(physical, Buffer.alloc(B, 3));
     const before = storage.syncs;
-    storage.holdSyncs();
+    storage.hold('sync');
     const flushes = Array.from({ length: 5 }, () => store.syncData());
     expect(storage.syncs - before).toBe(1);
-    storage.releaseSyncs();
+    storage.release('sync');
     await Promise.all(flushes);
     expect(storage.syncs - before).toBe(1);
     await store.close();
@@ -109,19 +95,19 @@ describe('data syncs cover exactly the writes completed before them', () => {
     const { store, storage, physical } = await storeWithMappedBlock();
     await store.writeData(physical, Buffer.alloc(B, 4));
     const before = storage.syncs;
-    storage.holdSyncs();
+    storage.hold('sync');
     const first = store.syncData(); // covers the write above, not the next one
     await store.writeData(physical, Buffer.alloc(B, 5)); // completes while the sync runs
     const later = [store.syncData(), store.syncData(), store.syncData()];
     expect(storage.syncs - before).toBe(1);
-    storage.releaseSyncs(); // the first sync completes ...
-    storage.holdSyncs(); // ... and the next one waits
+    storage.release('sync'); // the first sync completes ...
+    storage.hold('sync'); // ... and the next one waits
     await first;
     // The later callers are not answered by the first sync: a second one runs for all of them.
     for (let i = 0; i < 10 && storage.syncs - before < 2; i++) await Promise.resolve();
     expect(storage.syncs - before).toBe(2);
     expect(await settled(Promise.all(later))).toBe(false);
-    storage.releaseSyncs();
+    storage.release('sync');
     await Promise.all(later);
     expect(storage.syncs - before).toBe(2);
     await store.close();
