@@ -1,0 +1,85 @@
+// The poison latch, once, as a wrapper every backend goes through (style habit 10). After a sync
+// fails, the outcome of earlier writes is unknown (the kernel may have dropped the dirty pages and
+// will not report the error again), so from then on every write, resize and sync is refused with
+// STORAGE_POISONED (EIO on the wire) instead of guessed at; reads still work. Owners that know
+// more (the image store, when a journal write fails) latch it themselves with poison().
+//
+// The caller that hit the failure still sees the real error (EIO or ENOSPC); only later callers
+// see STORAGE_POISONED.
+import { IomapdError } from '../util/errors.ts';
+import { type Storage, storageError } from './storage.ts';
+
+export class PoisonLatch implements Storage {
+  readonly inner: Storage;
+  #failure: IomapdError | null = null;
+  readonly readNow?: (buf: Buffer, offset: number) => boolean;
+
+  constructor(inner: Storage) {
+    this.inner = inner;
+    if (inner.readNow) this.readNow = inner.readNow.bind(inner);
+  }
+
+  /** Wraps `storage` unless it already is a latch. */
+  static over(storage: Storage): PoisonLatch {
+    return storage instanceof PoisonLatch ? storage : new PoisonLatch(storage);
+  }
+
+  /** The STORAGE_POISONED error later callers get, or null while the storage is healthy. */
+  get failure(): IomapdError | null {
+    return this.#failure;
+  }
+
+  get poisoned(): boolean {
+    return this.#failure !== null;
+  }
+
+  /**
+   * Latches after a failure whose outcome is unknown. Returns the failure itself as an
+   * IomapdError, for the caller that hit it to report.
+   */
+  poison(err: unknown, what = 'sync'): IomapdError {
+    const first = storageError(err, what);
+    this.#failure ??= new IomapdError(
+      'STORAGE_POISONED',
+      `the storage refuses writes after a failed sync or metadata write: ${first.message}`,
+      { cause: first },
+    );
+    return first;
+  }
+
+  /** Throws STORAGE_POISONED once latched. */
+  refuseIfPoisoned(): void {
+    if (this.#failure) throw this.#failure;
+  }
+
+  read(buf: Buffer, offset: number): Promise<void> {
+    return this.inner.read(buf, offset);
+  }
+
+  async write(buf: Buffer, offset: number): Promise<void> {
+    this.refuseIfPoisoned();
+    await this.inner.write(buf, offset);
+  }
+
+  async sync(): Promise<void> {
+    this.refuseIfPoisoned();
+    try {
+      await this.inner.sync();
+    } catch (err) {
+      throw this.poison(err, 'fdatasync');
+    }
+  }
+
+  size(): Promise<number> {
+    return this.inner.size();
+  }
+
+  async resize(size: number): Promise<void> {
+    this.refuseIfPoisoned();
+    await this.inner.resize(size);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
