@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RemoteAdmin } from '../../src/control/remote-admin.ts';
 import { checkImageFile } from '../../src/fs/image-file.ts';
-import { seededRandom } from '../../src/storage/crash-storage.ts';
+import { seededRandom } from '../../test/support/seeded-random.ts';
 import { Daemon, runCli } from './daemon.ts';
 import { NbdPipe } from './nbd-pipe.ts';
 import { compare, SECTOR, sectorValue, VolumeModel } from './sector-model.ts';

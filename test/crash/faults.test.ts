@@ -14,7 +14,7 @@ import { ImageStore } from '../../src/fs/image-store.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
 import { toNbdErrno } from '../../src/server/errno.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
-import { FaultStorage, type FaultErrno, type FaultOp } from '../../src/storage/fault-storage.ts';
+import { FaultStorage, type FaultErrno, type FaultOp } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { compare, pattern, SECTOR, VolumeModel } from '../../scripts/crash/sector-model.ts';

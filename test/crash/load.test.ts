@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { checkImageFile } from '../../src/fs/image-file.ts';
-import { seededRandom } from '../../src/storage/crash-storage.ts';
+import { seededRandom } from '../support/seeded-random.ts';
 import { Daemon, runCli } from '../../scripts/crash/daemon.ts';
 import { NbdPipe } from '../../scripts/crash/nbd-pipe.ts';
 import { SECTOR, sectorValue, VolumeModel } from '../../scripts/crash/sector-model.ts';

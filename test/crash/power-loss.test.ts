@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
 import { rebuildMetadata, verifyMetadata } from '../../src/fs/check.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { CrashStorage } from '../../src/storage/crash-storage.ts';
+import { CrashStorage } from '../support/crash-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { compare, pattern, SECTOR, VolumeModel } from '../../scripts/crash/sector-model.ts';
 

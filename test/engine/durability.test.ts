@@ -2,7 +2,7 @@
 // only synced writes (plus a random drop/apply/tear of the rest) in its crash image.
 import { describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { FaultStorage } from '../../src/storage/fault-storage.ts';
+import { FaultStorage } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { PassThroughStorage } from '../support/pass-through-storage.ts';
 import { B, fill, fua, GARBAGE, IMAGE_BYTES, makeRig, makeUnwritten, noFua, readAt, reopenAfterCrash, wrap } from './support.ts';

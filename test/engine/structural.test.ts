@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { seededRandom } from '../../src/storage/crash-storage.ts';
+import { seededRandom } from '../support/seeded-random.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { PassThroughStorage } from '../support/pass-through-storage.ts';
 import { B, fill, noFua, fua, readAt } from './support.ts';

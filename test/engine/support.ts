@@ -3,8 +3,8 @@
 import { Engine } from '../../src/engine/engine.ts';
 import type { VolumeDevice } from '../../src/engine/volume-device.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { CrashStorage } from '../../src/storage/crash-storage.ts';
-import { FaultStorage } from '../../src/storage/fault-storage.ts';
+import { CrashStorage } from '../support/crash-storage.ts';
+import { FaultStorage } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { GatedStorage } from '../support/gated-storage.ts';

@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { CrashStorage } from '../../src/storage/crash-storage.ts';
+import { CrashStorage } from '../support/crash-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { readBytes, writeBytes } from './support/mini-engine.ts';
 import { type Model, type Runner, cloneModel, opArb, step } from './support/model.ts';

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { checkImageFile, createImageFile, openImageFile } from '../../src/fs/image-file.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MappingFlags } from '../../src/fs/mapping.ts';
-import { FaultStorage } from '../../src/storage/fault-storage.ts';
+import { FaultStorage } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { punch, readBytes, writeBytes } from './support/mini-engine.ts';
 

@@ -7,8 +7,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { CrashStorage } from '../../src/storage/crash-storage.ts';
-import { FaultStorage } from '../../src/storage/fault-storage.ts';
+import { CrashStorage } from '../support/crash-storage.ts';
+import { FaultStorage } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { GatedStorage } from '../support/gated-storage.ts';
 import type { RawClient } from '../support/raw-client.ts';

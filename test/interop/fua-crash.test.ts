@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
-import { CrashStorage } from '../../src/storage/crash-storage.ts';
+import { CrashStorage } from '../support/crash-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';

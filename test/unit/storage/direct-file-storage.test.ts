@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine.ts';
 import { createImageFile, openImage } from '../../../src/fs/image-file.ts';
 import { AlignedPool, SLOT_BYTES } from '../../../src/storage/aligned-pool.ts';
-import { seededRandom } from '../../../src/storage/crash-storage.ts';
+import { seededRandom } from '../../support/seeded-random.ts';
 import { DirectFileStorage } from '../../../src/storage/direct-file-storage.ts';
 import { MemoryStorage } from '../../../src/storage/memory-storage.ts';
 import { openFileStorage } from '../../../src/storage/open-file.ts';

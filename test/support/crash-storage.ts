@@ -5,26 +5,15 @@
 //
 // armCrash(n) makes the storage "lose power" after n more mutating calls: the crash image is taken
 // at that moment and every later call fails, as if the process had died.
-import { IomapdError } from '../util/errors.ts';
-import { type Storage, poisonedError } from './storage.ts';
+import { IomapdError } from '../../src/util/errors.ts';
+import { type Storage, poisonedError } from '../../src/storage/storage.ts';
+import { seededRandom } from './seeded-random.ts';
 
 const SECTOR = 512;
 
 interface PendingWrite {
   offset: number;
   data: Buffer;
-}
-
-/** A seeded pseudo-random source (mulberry32), so crash tests replay from their seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class CrashStorage implements Storage {

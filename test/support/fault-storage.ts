@@ -1,6 +1,6 @@
 // Test wrapper that fails chosen calls of an inner storage: "fail the Nth write with EIO".
 // A failed sync (injected or real) poisons the wrapper, as a real backend would be.
-import { type Storage, poisonedError, storageError } from './storage.ts';
+import { type Storage, poisonedError, storageError } from '../../src/storage/storage.ts';
 
 export type FaultOp = 'read' | 'write' | 'sync' | 'resize';
 export type FaultErrno = 'EIO' | 'ENOSPC';
