@@ -17,7 +17,7 @@ import { NbdServer } from '../../src/server/nbd-server.ts';
 import { FaultStorage, type FaultErrno, type FaultOp } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { compare, pattern, SECTOR, VolumeModel } from '../../scripts/crash/sector-model.ts';
+import { compare, pattern, SECTOR, VolumeModel } from '../support/crash/sector-model.ts';
 import { RawClient } from '../support/raw-client.ts';
 import { CMD, ERR, FLAG } from '../support/wire.ts';
 

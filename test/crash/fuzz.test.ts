@@ -14,9 +14,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RemoteAdmin } from '../../src/control/remote-admin.ts';
 import { checkImageFile } from '../../src/fs/image-file.ts';
-import { Daemon, runCli } from '../../scripts/crash/daemon.ts';
-import { NbdPipe } from '../../scripts/crash/nbd-pipe.ts';
-import { pattern, sectorValue } from '../../scripts/crash/sector-model.ts';
+import { Daemon, runCli } from '../support/daemon.ts';
+import { NbdPipe } from '../support/nbd-pipe.ts';
+import { pattern, sectorValue } from '../support/crash/sector-model.ts';
 
 const CASES = Number(process.env.IOMAPD_FUZZ_CASES ?? 400);
 const SEED = Number(process.env.IOMAPD_FUZZ_SEED ?? 4096);

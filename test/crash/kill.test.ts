@@ -1,8 +1,8 @@
 // Kill campaign in CI (issue 7 item 1): IOMAPD_KILL_ITERATIONS (default 200) SIGKILLs of a daemon
 // under a verifying multi-connection workload with snapshots and clones; zero violations allowed.
-// The campaign itself is scripts/crash/kill-campaign.ts (also runnable by hand, any count).
+// The campaign itself is test/support/crash/kill-campaign.ts (also runnable by hand, any count).
 import { expect, it } from 'vitest';
-import { formatTally, runKillCampaign } from '../../scripts/crash/kill-campaign.ts';
+import { formatTally, runKillCampaign } from '../support/crash/kill-campaign.ts';
 
 const ITERATIONS = Number(process.env.IOMAPD_KILL_ITERATIONS ?? 200);
 const SEED = Number(process.env.IOMAPD_KILL_SEED ?? 20_260_707);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { openImageFile } from '../../src/fs/image-file.ts';
-import { runCli } from '../../scripts/crash/daemon.ts';
+import { runCli } from '../support/daemon.ts';
 
 it('iomapd check reports leaked blocks and check --repair reclaims them', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'iomapd-leak-'));

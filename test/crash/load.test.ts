@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { checkImageFile } from '../../src/fs/image-file.ts';
 import { seededRandom } from '../support/seeded-random.ts';
-import { Daemon, runCli } from '../../scripts/crash/daemon.ts';
-import { NbdPipe } from '../../scripts/crash/nbd-pipe.ts';
-import { SECTOR, sectorValue, VolumeModel } from '../../scripts/crash/sector-model.ts';
-import { newStats, readVolume, runWorker, target } from '../../scripts/crash/workload.ts';
+import { Daemon, runCli } from '../support/daemon.ts';
+import { NbdPipe } from '../support/nbd-pipe.ts';
+import { SECTOR, sectorValue, VolumeModel } from '../support/crash/sector-model.ts';
+import { newStats, readVolume, runWorker, target } from '../support/crash/workload.ts';
 
 const CONNECTIONS = Number(process.env.IOMAPD_LOAD_CONNECTIONS ?? 32);
 const DEPTH = Number(process.env.IOMAPD_LOAD_DEPTH ?? 64);

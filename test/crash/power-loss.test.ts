@@ -3,7 +3,7 @@
 // CrashStorage, which loses power after a random number of mutating calls: every unsynced write is
 // dropped, applied or torn at 512-byte granularity. The recovered image must open, verify clean
 // (no leaks, or only leaks that a rebuild reclaims), and every sector must read as the model allows
-// (scripts/crash/sector-model.ts): flushed and FUA data exactly, later data or the flushed value,
+// (test/support/crash/sector-model.ts): flushed and FUA data exactly, later data or the flushed value,
 // never garbage or another place's bytes.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { rebuildMetadata, verifyMetadata } from '../../src/fs/check.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { CrashStorage } from '../support/crash-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import { compare, pattern, SECTOR, VolumeModel } from '../../scripts/crash/sector-model.ts';
+import { compare, pattern, SECTOR, VolumeModel } from '../support/crash/sector-model.ts';
 
 const SCHEDULES = Number(process.env.IOMAPD_POWER_SCHEDULES ?? 10_000);
 const SEED = Number(process.env.IOMAPD_POWER_SEED ?? 7_070);

@@ -1,5 +1,5 @@
 // Kill campaign (issue 7 item 1): iomapd serves an image as a child process; a verifying workload
-// runs over several connections (scripts/crash/workload.ts) while snapshots and clones are taken
+// runs over several connections (test/support/crash/workload.ts) while snapshots and clones are taken
 // through the control channel (IMAGE.ctl); the daemon is SIGKILLed at a random moment. Then:
 //   (c) the image checks clean (in-process every time, the `iomapd check` CLI every few times);
 //   (d) a leak, if any, must be reclaimed by `check --repair` (counted);
@@ -9,15 +9,15 @@
 // SIGKILL leaves the page cache intact, so this tests process crashes; power loss is
 // test/crash/power-loss.test.ts.
 //
-// Usage: node scripts/crash/kill-campaign.ts [ITERATIONS] [SEED]  (or IOMAPD_KILL_ITERATIONS / IOMAPD_KILL_SEED)
+// Usage: node test/support/crash/kill-campaign.ts [ITERATIONS] [SEED]  (or IOMAPD_KILL_ITERATIONS / IOMAPD_KILL_SEED)
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RemoteAdmin } from '../../src/control/remote-admin.ts';
-import { checkImageFile } from '../../src/fs/image-file.ts';
-import { seededRandom } from '../../test/support/seeded-random.ts';
-import { Daemon, runCli } from './daemon.ts';
-import { NbdPipe } from './nbd-pipe.ts';
+import { RemoteAdmin } from '../../../src/control/remote-admin.ts';
+import { checkImageFile } from '../../../src/fs/image-file.ts';
+import { seededRandom } from '../seeded-random.ts';
+import { Daemon, runCli } from '../daemon.ts';
+import { NbdPipe } from '../nbd-pipe.ts';
 import { compare, SECTOR, sectorValue, VolumeModel } from './sector-model.ts';
 import { newStats, readVolume, runWorker, target, type Target, type WorkloadStats } from './workload.ts';
 

@@ -1,9 +1,9 @@
 // A verifying workload over several NBD connections: writes with a unique pattern per write,
 // random FUA, FLUSH, TRIM and WRITE_ZEROES, and reads checked against the model while it runs.
 // Each request locks its sectors (across connections) until answered, so the model sees a total
-// order per sector (scripts/crash/sector-model.ts). It runs until stopped or until the daemon
+// order per sector (test/support/crash/sector-model.ts). It runs until stopped or until the daemon
 // dies; unanswered requests then stay in the model as "may have landed".
-import { Flag, NbdClosedError, type NbdPipe } from './nbd-pipe.ts';
+import { Flag, NbdClosedError, type NbdPipe } from '../nbd-pipe.ts';
 import { pattern, SECTOR, sectorValue, type VolumeModel } from './sector-model.ts';
 
 export interface Target {
