@@ -2,7 +2,7 @@
 // and a damaged image (another signature of the format still there) is refused with the repair
 // command. Runs the real CLI (`node src/cli/main.ts`) as a child; sizes are read with the in-process
 // NBD client.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawClient } from '../support/raw-client.ts';
+import { Daemon } from '../support/daemon.ts';
 import { zeroFileRange } from '../support/file-bytes.ts';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -53,25 +54,8 @@ function serveRefused(args: readonly string[]): { code: number; err: string; soc
  */
 async function servedSize(args: readonly string[], exportName = '', cwd = root): Promise<number> {
   const socket = freshSocket();
-  const child: ChildProcess = spawn(nodeBin, [MAIN, 'serve', ...args, '--socket', socket], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+  const daemon = await Daemon.start([...args, '--socket', socket], { cwd });
   try {
-    await new Promise<void>((ready, fail) => {
-      const timer = setTimeout(() => fail(new Error(`no "listening" within 20 s:\n${out}`)), 20_000);
-      child.stdout!.on('data', () => {
-        if (out.includes('"listening"')) {
-          clearTimeout(timer);
-          ready();
-        }
-      });
-      void closed.then((code) => {
-        clearTimeout(timer);
-        fail(new Error(`serve exited (${code}) before listening:\n${out}`));
-      });
-    });
     const client = await RawClient.connect({ path: socket });
     try {
       const { size } = await client.negotiate({ name: exportName });
@@ -81,10 +65,8 @@ async function servedSize(args: readonly string[], exportName = '', cwd = root):
       client.destroy();
     }
   } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const code = await Promise.race([closed, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000))]);
-    if (code === 'hung') child.kill('SIGKILL');
-    expect(code, `serve did not stop cleanly:\n${out}`).toBe(0);
+    const { code } = await daemon.stop(15_000);
+    expect(code, `serve did not stop cleanly:\n${daemon.output()}`).toBe(0);
   }
 }
 

@@ -41,7 +41,7 @@ beforeAll(async () => {
   socketPath = join(dir, 'nbd.sock');
   const created = await runCli(['create', image, '--size', `${VOLUME_BYTES}`, '--capacity', '16M']);
   expect(created.code).toBe(0);
-  daemon = await Daemon.start(image, socketPath, ['--handshake-timeout', '2']);
+  daemon = await Daemon.start([image, '--socket', socketPath, '--handshake-timeout', '2']);
   steady = await NbdPipe.open(socketPath, 'default');
 });
 

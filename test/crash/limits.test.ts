@@ -1,13 +1,13 @@
 // Limits (issue 7 item 5; README "Limits"): maximum connections, requests in flight per
 // connection and over the server, handshake and idle timeouts, export-name validation, and the
 // `iomapd serve` options that set them. In-process server on a Unix socket, a memory device.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
 import type { ServerLimits } from '../../src/server/limits.ts';
+import { Daemon, runCli } from '../support/daemon.ts';
 import { RawClient } from '../support/raw-client.ts';
 import { startServer, type TestServer } from '../support/server-fixture.ts';
 import { Gate, InstrumentedDevice, sleep, until } from '../support/test-devices.ts';
@@ -189,53 +189,27 @@ describe('export-name validation', () => {
 });
 
 describe('iomapd serve options', () => {
-  const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-  const NODE = join(import.meta.dirname, '../../node_modules/.bin/node');
-
-  function runServe(args: string[], untilLine: RegExp | null): Promise<{ code: number | null; out: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(NODE, [MAIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`iomapd serve ${args.join(' ')} timed out:\n${out}`));
-      }, 20_000);
-      const onData = (d: Buffer): void => {
-        out += d.toString();
-        if (untilLine?.test(out)) child.kill('SIGTERM');
-      };
-      child.stdout.on('data', onData);
-      child.stderr.on('data', onData);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, out });
-      });
-    });
-  }
-
   it('rejects a bad limit before serving anything', async () => {
-    const r = await runServe(['--size', '1M', '--socket', '/nonexistent/x.sock', '--max-connections', '0'], null);
+    const r = await runCli(['serve', '--size', '1M', '--socket', '/nonexistent/x.sock', '--max-connections', '0'], { timeoutMs: 20_000 });
     expect(r.code).toBe(1);
-    expect(r.out).toContain('BAD_ARGUMENT');
+    expect(r.stdout + r.stderr).toContain('BAD_ARGUMENT');
   });
 
   it('--handshake-timeout reaches the server: a silent client is closed', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'iomapd-limits-'));
     const path = join(dir, 's.sock');
     try {
-      const child = spawn(NODE, [MAIN, 'serve', '--size', '1M', '--socket', path, '--handshake-timeout', '0.3', '--max-connections', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const daemon = await Daemon.start(['--size', '1M', '--socket', path, '--handshake-timeout', '0.3', '--max-connections', '1']);
       try {
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-        await until(() => out.includes('"listening"'), 20_000, 'iomapd to listen');
         const c = await RawClient.connect({ path });
         await c.greeting();
         const extra = await RawClient.connect({ path });
         await extra.expectClose(); // --max-connections 1
         await c.expectClose(3000);
-        await until(() => out.includes('no complete handshake within 300 ms') && out.includes('too many connections'), 3000, 'both logged');
+        const out = (): string => daemon.output();
+        await until(() => out().includes('no complete handshake within 300 ms') && out().includes('too many connections'), 3000, 'both logged');
       } finally {
-        child.kill('SIGKILL');
+        await daemon.kill();
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -27,7 +27,7 @@ it(`${CONNECTIONS} connections x ${DEPTH} in flight for ${SECONDS} s: every byte
   let daemon: Daemon | null = null;
   try {
     expect((await runCli(['create', image, '--size', `${VOLUME_BYTES}`, '--capacity', '96M'])).code).toBe(0);
-    daemon = await Daemon.start(image, socket);
+    daemon = await Daemon.start([image, '--socket', socket]);
     const model = new VolumeModel(VOLUME_BYTES / SECTOR);
     const t = target('default', model);
     const stats = newStats();
@@ -65,7 +65,7 @@ it(`${CONNECTIONS} connections x ${DEPTH} in flight for ${SECONDS} s: every byte
     expect((await daemon.stop()).code).toBe(0);
     daemon = null;
     expect((await checkImageFile(image, false)).errors).toEqual([]);
-    daemon = await Daemon.start(image, socket);
+    daemon = await Daemon.start([image, '--socket', socket]);
     const pipe = await NbdPipe.open(socket, 'default');
     const data = await readVolume(pipe, VOLUME_BYTES);
     await pipe.disconnect();

@@ -9,14 +9,10 @@ import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'vitest';
+import { Daemon, MAIN, NODE, REPO_ROOT } from '../support/daemon.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-/** The Node the project pins (npm's `node` package), not whatever `node` is on PATH. */
-const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
-const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+export { REPO_ROOT };
 
 export const MiB = 1024 * 1024;
 
@@ -320,17 +316,11 @@ export interface IomapdServer {
   stop(): Promise<void>;
 }
 
-/** Servers not yet stopped; killed if the test process exits first (a timed-out test). */
-const liveServers = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of liveServers) child.kill('SIGKILL');
-});
-
-/** Starts `iomapd serve` and resolves once it has logged that it is listening. */
+/** Starts `iomapd serve` (test/support/daemon.ts) and resolves once it has logged that it is listening. */
 export async function startIomapd(opts: ServeOptions): Promise<IomapdServer> {
   const dir = await mkdtemp(join(tmpdir(), 'iomapd-interop-'));
   const exportName = opts.exportName ?? '';
-  const args = [MAIN, 'serve'];
+  const args: string[] = [];
   let image: string | null = null;
   if (opts.file === undefined && opts.backend === 'image') {
     image = join(dir, 'image.iomapd');
@@ -356,130 +346,46 @@ export async function startIomapd(opts: ServeOptions): Promise<IomapdServer> {
   if (opts.readOnly) args.push('--read-only');
   args.push('--log-level', 'info', ...(opts.extraArgs ?? []));
 
-  const command = formatCommand(NODE, args);
-  // stdout is a pipe, so iomapd logs JSON lines there.
-  const child = spawn(NODE, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
-  liveServers.add(child);
-  child.on('exit', () => liveServers.delete(child));
-  let stdout = '';
-  let stderr = '';
-  let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-  // 'close' rather than 'exit': it comes after stdout has been read to the end.
-  const exitPromise = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => {
-      exited = { code, signal };
-      resolve(exited);
-    });
-  });
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => (stderr += d));
-  const output = () => `${stdout}${stderr === '' ? '' : `--- stderr ---\n${stderr}`}`;
-  const failStart = async (why: string): Promise<never> => {
-    killHard(child);
-    await Promise.race([exitPromise, new Promise((r) => setTimeout(r, 3_000))]);
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`iomapd did not start: ${why}\n$ ${command}\n--- output ---\n${tail(output())}`);
-  };
-
-  let uri: string;
+  let daemon: Daemon;
   try {
-    uri = await new Promise<string>((resolve, reject) => {
-      let pending = '';
-      const timer = setTimeout(() => reject(new Error(`no "listening" line within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
-      child.stdout.on('data', (d: string) => {
-        stdout += d;
-        pending += d;
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl + 1);
-          const found = listeningUri(line);
-          if (found !== null) {
-            clearTimeout(timer);
-            resolve(found);
-          }
-        }
-      });
-      child.on('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      void exitPromise.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`it exited (code ${code}, signal ${signal}) before listening`));
-      });
-    });
+    // stdout is a pipe, so iomapd logs JSON lines there.
+    daemon = await Daemon.start(args, { readyTimeoutMs: READY_TIMEOUT_MS });
   } catch (e) {
-    return failStart((e as Error).message);
+    await rm(dir, { recursive: true, force: true });
+    throw e;
   }
 
   let stopped = false;
   return {
-    uri,
+    uri: daemon.uri,
     transport: opts.transport,
     exportName,
     dir,
     image,
-    uriFor: (name: string) => withExportName(uri, name),
-    output,
+    uriFor: (name: string) => withExportName(daemon.uri, name),
+    output: () => daemon.output(),
     async stop() {
       if (stopped) return;
       stopped = true;
       try {
-        if (exited !== null) {
-          const { code, signal } = exited;
-          throw new Error(`iomapd died during the test (code ${code}, signal ${signal})\n$ ${command}\n${tail(output())}`);
+        const died = daemon.exited;
+        if (died !== null) {
+          throw new Error(`iomapd died during the test (code ${died.code}, signal ${died.signal})\n${daemon.describe()}`);
         }
-        child.kill('SIGTERM');
-        const result = await Promise.race([exitPromise, new Promise<null>((r) => setTimeout(() => r(null), STOP_TIMEOUT_MS))]);
-        if (result === null) {
-          child.kill('SIGKILL');
-          throw new Error(`iomapd did not exit within ${STOP_TIMEOUT_MS} ms of SIGTERM\n$ ${command}\n${tail(output())}`);
-        }
+        const result = await daemon.stop(STOP_TIMEOUT_MS);
         if (result.code !== 0) {
-          throw new Error(
-            `iomapd exited with code ${result.code} (signal ${result.signal}) after SIGTERM; expected 0\n$ ${command}\n${tail(output())}`,
-          );
+          throw new Error(`iomapd exited with code ${result.code} (signal ${result.signal}) after SIGTERM; expected 0\n${daemon.describe()}`);
         }
         // Client mistakes get error replies, not error logs: an error or fatal line is a server bug.
-        const bad = stdout.split('\n').filter((line) => logLevel(line) >= PINO_ERROR);
+        const bad = daemon.errorLogLines();
         if (bad.length > 0) {
-          throw new Error(`iomapd logged ${bad.length} error/fatal line(s)\n$ ${command}\n${tail(bad.join('\n'))}`);
+          throw new Error(`iomapd logged ${bad.length} error/fatal line(s)\n$ ${daemon.command}\n${tail(bad.join('\n'))}`);
         }
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
     },
   };
-}
-
-const PINO_ERROR = 50;
-
-/** The numeric pino level of a JSON log line, or 0 for anything else. */
-function logLevel(line: string): number {
-  if (!line.startsWith('{')) return 0;
-  try {
-    const obj: unknown = JSON.parse(line);
-    if (typeof obj === 'object' && obj !== null && 'level' in obj && typeof obj.level === 'number') return obj.level;
-  } catch {
-    // not JSON
-  }
-  return 0;
-}
-
-/** The `uri` of a pino line `{"msg":"listening","uri":...}`, or null for any other line. */
-function listeningUri(line: string): string | null {
-  if (!line.startsWith('{')) return null;
-  try {
-    const obj: unknown = JSON.parse(line);
-    if (typeof obj === 'object' && obj !== null && 'msg' in obj && obj.msg === 'listening' && 'uri' in obj) {
-      return typeof obj.uri === 'string' ? obj.uri : null;
-    }
-  } catch {
-    // not JSON: ignore
-  }
-  return null;
 }
 
 /** Replaces the export name (the URI path) of an nbd:// or nbd+unix:// URI. */

@@ -1,5 +1,11 @@
-// iomapd as a child process for the campaigns: start `iomapd serve IMAGE --socket PATH`, wait for
-// its "listening" line, kill it (SIGKILL for crashes, SIGTERM for a clean stop), read its RSS.
+// The one launcher for `iomapd serve` as a child process, used by every test and campaign that
+// starts a daemon: spawn it with the pinned Node, wait for its `listening` log line, stop it with
+// SIGTERM (clean) or SIGKILL (a crash), and keep what it printed for failure messages. Also
+// runCli for one-shot commands (`create`, `check`, a serve expected to refuse).
+//
+// The listening line is logged at info, so a daemon always runs at `--log-level info` or lower
+// (`trace`, `debug`); its output is kept as a bounded tail, and every error or fatal log line is
+// kept whole so a test can require that there was none.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -10,38 +16,87 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
 export const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 
-const OUTPUT_TAIL = 6000;
+const READY_TIMEOUT_MS = 20_000;
+/** How much of each stream is kept (the tail), and how much a failure message quotes. */
+const KEEP = 64 * 1024;
+const QUOTE = 8_000;
+const PINO_ERROR = 50;
+
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface DaemonOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs?: number;
+}
+
+/** Daemons still running; killed if the test process exits first (a timed-out test). */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
 
 export class Daemon {
   readonly child: ChildProcess;
-  private out = '';
-  private exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The command line, for failure messages. */
+  readonly command: string;
+  /** The URI from the `listening` line (set once start() resolves). */
+  uri = '';
+  private stdout = '';
+  private stderr = '';
+  private pendingLine = '';
+  private readonly badLines: string[] = [];
+  private exitInfo: Exit | null = null;
+  private readonly exitPromise: Promise<Exit>;
+  private onListening: ((uri: string) => void) | null = null;
 
-  private constructor(child: ChildProcess) {
+  private constructor(child: ChildProcess, command: string) {
     this.child = child;
-    this.exit = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+    this.command = command;
+    live.add(child);
+    // 'close' rather than 'exit': it comes after the output has been read to the end.
+    this.exitPromise = new Promise((resolve) =>
+      child.on('close', (code, signal) => {
+        live.delete(child);
+        this.exitInfo = { code, signal };
+        resolve(this.exitInfo);
+      }),
+    );
     child.stdout!.setEncoding('utf8');
     child.stderr!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => this.keep(d));
-    child.stderr!.on('data', (d: string) => this.keep(d));
+    child.stdout!.on('data', (d: string) => this.onStdout(d));
+    child.stderr!.on('data', (d: string) => (this.stderr = keepTail(this.stderr + d)));
   }
 
-  /** Starts the daemon and resolves once it listens; rejects (with its output) if it does not within the deadline. */
-  static async start(image: string, socket: string, extraArgs: readonly string[] = [], timeoutMs = 20_000): Promise<Daemon> {
-    const args = [MAIN, 'serve', image, '--socket', socket, '--log-level', 'warn', ...extraArgs];
-    const child = spawn(NODE, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const d = new Daemon(child);
-    // At warn level the listening line is not logged: wait for the socket to accept instead.
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`iomapd exited before listening:\n${d.output()}`);
-      if (await canConnect(socket)) return d;
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`iomapd did not listen within ${timeoutMs} ms:\n${d.output()}`);
-      }
-      await new Promise((r) => setTimeout(r, 15));
+  /**
+   * Starts `iomapd serve ARGS` and resolves once it logs `listening`; rejects with its command
+   * line and output if it exits or stays silent past the deadline (it is killed then).
+   */
+  static async start(serveArgs: readonly string[], opts: DaemonOptions = {}): Promise<Daemon> {
+    const args = [MAIN, 'serve', ...serveArgs];
+    if (!serveArgs.includes('--log-level')) args.push('--log-level', 'info');
+    const child = spawn(NODE, args, { cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const d = new Daemon(child, [NODE, ...args].join(' '));
+    const timeoutMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      d.uri = await new Promise<string>((resolve, reject) => {
+        d.onListening = resolve;
+        timer = setTimeout(() => reject(new Error(`no "listening" line within ${timeoutMs} ms`)), timeoutMs);
+        child.once('error', reject);
+        void d.exitPromise.then(({ code, signal }) => reject(new Error(`it exited (code ${code}, signal ${signal}) before listening`)));
+      });
+    } catch (err) {
+      await d.kill().catch(() => {});
+      throw new Error(`iomapd did not start: ${(err as Error).message}\n${d.describe()}`);
+    } finally {
+      clearTimeout(timer);
+      d.onListening = null;
     }
+    return d;
   }
 
   get pid(): number {
@@ -49,33 +104,56 @@ export class Daemon {
   }
 
   get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return this.exitInfo === null && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** How it exited, or null while it runs. */
+  get exited(): Exit | null {
+    return this.exitInfo;
+  }
+
+  /** What it printed (the tails of stdout, then stderr). */
   output(): string {
-    return this.out;
+    return `${this.stdout}${this.stderr === '' ? '' : `--- stderr ---\n${this.stderr}`}`;
+  }
+
+  /** Just its stderr (where error messages go when the daemon refuses or fails). */
+  errorOutput(): string {
+    return this.stderr;
+  }
+
+  /** Every log line at level error or fatal, whole. */
+  errorLogLines(): readonly string[] {
+    return this.badLines;
+  }
+
+  /** The command line and the tail of its output, for a failure message. */
+  describe(): string {
+    const out = this.output();
+    const quoted = out.length <= QUOTE ? out : `[... ${out.length - QUOTE} chars cut ...]\n${out.slice(-QUOTE)}`;
+    return `$ ${this.command}\n--- output ---\n${quoted}`;
   }
 
   /** SIGKILL: the process dies at once; the page cache keeps what it wrote (a process crash, not power loss). */
-  async kill(): Promise<void> {
+  async kill(timeoutMs = 10_000): Promise<Exit> {
     if (this.alive) this.child.kill('SIGKILL');
-    await this.waitExit(10_000);
+    return this.waitExit(timeoutMs);
   }
 
-  /** SIGTERM and a clean exit (code 0) within the deadline. */
-  async stop(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  /** SIGTERM and the exit within the deadline (SIGKILL and a rejection if it hangs). */
+  async stop(timeoutMs = 20_000): Promise<Exit> {
     if (this.alive) this.child.kill('SIGTERM');
     return this.waitExit(timeoutMs);
   }
 
-  private async waitExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  private async waitExit(timeoutMs: number): Promise<Exit> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
-    const r = await Promise.race([this.exit, timeout]);
+    const r = await Promise.race([this.exitPromise, timeout]);
     clearTimeout(timer);
     if (r === null) {
       this.child.kill('SIGKILL');
-      throw new Error(`iomapd (pid ${this.pid}) did not exit within ${timeoutMs} ms`);
+      throw new Error(`iomapd (pid ${this.pid}) did not exit within ${timeoutMs} ms\n${this.describe()}`);
     }
     return r;
   }
@@ -91,29 +169,47 @@ export class Daemon {
     }
   }
 
-  private keep(d: string): void {
-    this.out += d;
-    if (this.out.length > 4 * OUTPUT_TAIL) this.out = this.out.slice(-OUTPUT_TAIL);
+  private onStdout(d: string): void {
+    this.stdout = keepTail(this.stdout + d);
+    this.pendingLine += d;
+    let nl: number;
+    while ((nl = this.pendingLine.indexOf('\n')) >= 0) {
+      const line = this.pendingLine.slice(0, nl);
+      this.pendingLine = this.pendingLine.slice(nl + 1);
+      const entry = logEntry(line);
+      if (entry === null) continue;
+      if (typeof entry.level === 'number' && entry.level >= PINO_ERROR) this.badLines.push(line);
+      if (entry.msg === 'listening' && typeof entry.uri === 'string') this.onListening?.(entry.uri);
+    }
   }
 }
 
-async function canConnect(path: string): Promise<boolean> {
-  const { connect } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = connect({ path });
-    const done = (ok: boolean): void => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
+function keepTail(text: string): string {
+  return text.length <= 2 * KEEP ? text : text.slice(-KEEP);
+}
+
+/** A pino JSON line's fields, or null for any other line. */
+function logEntry(line: string): { level?: unknown; msg?: unknown; uri?: unknown } | null {
+  if (!line.startsWith('{')) return null;
+  try {
+    const obj: unknown = JSON.parse(line);
+    return typeof obj === 'object' && obj !== null ? obj : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
 }
 
 /** Runs the iomapd CLI to completion (e.g. `check`), bounded by a timeout. */
-export function runCli(args: readonly string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [MAIN, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NODE, [MAIN, ...args], { cwd: opts.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -122,6 +218,10 @@ export function runCli(args: readonly string[], timeoutMs = 30_000): Promise<{ c
       child.kill('SIGKILL');
       reject(new Error(`iomapd ${args.join(' ')} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });

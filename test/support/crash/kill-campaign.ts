@@ -85,7 +85,7 @@ export async function runKillCampaign(o: CampaignOptions): Promise<Tally> {
     const created = await runCli(['create', image, '--size', `${VOLUME_BYTES}`, '--capacity', CAPACITY]);
     if (created.code !== 0) throw new Error(`iomapd create failed: ${created.stderr}`);
     for (let i = 1; i <= o.iterations; i++) {
-      daemon = await Daemon.start(image, socket);
+      daemon = await Daemon.start([image, '--socket', socket]);
       // Verify what the previous kill left (the first iteration checks the fresh image).
       await verifyVolumes(socket, volumes, tally, (w) => violation(i, w));
       await dropOldVolumes(image, volumes, (w) => violation(i, w));
@@ -105,7 +105,7 @@ export async function runKillCampaign(o: CampaignOptions): Promise<Tally> {
       if (i % 20 === 0 || i === o.iterations) log(`kill campaign: ${i}/${o.iterations} iterations, ${tally.writes} writes, ${tally.violations.length} violations`);
     }
     // After the last kill: one more restart to verify it.
-    daemon = await Daemon.start(image, socket);
+    daemon = await Daemon.start([image, '--socket', socket]);
     await verifyVolumes(socket, volumes, tally, (w) => violation(o.iterations, w));
     const stop = await daemon.stop();
     daemon = null;
