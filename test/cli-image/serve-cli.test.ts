@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { Daemon } from '../support/daemon.ts';
 import { zeroFileRange } from '../support/file-bytes.ts';
 
@@ -56,7 +56,7 @@ async function servedSize(args: readonly string[], exportName = '', cwd = root):
   const socket = freshSocket();
   const daemon = await Daemon.start([...args, '--socket', socket], { cwd });
   try {
-    const client = await RawClient.connect({ path: socket });
+    const client = await TestClient.connect({ path: socket });
     try {
       const { size } = await client.negotiate({ name: exportName });
       await client.disconnect();

@@ -18,7 +18,7 @@ import { FaultStorage, type FaultErrno, type FaultOp } from '../support/fault-st
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { compare, pattern, SECTOR, VolumeModel } from '../support/crash/sector-model.ts';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { CMD, ERR, FLAG } from '../support/wire.ts';
 
 const SECTORS = 256; // 32 blocks of 4 KiB
@@ -77,10 +77,10 @@ async function runWorkload(fault: { op: FaultOp; nth: number; errno: FaultErrno 
   const problems: string[] = [];
   const errors: Array<[number, number]> = [];
   const before = { ...storage.counts };
-  let client: RawClient | null = null;
+  let client: TestClient | null = null;
   try {
     await server.listenUnix(join(dir, 'nbd.sock'));
-    client = await RawClient.connect({ path: join(dir, 'nbd.sock') });
+    client = await TestClient.connect({ path: join(dir, 'nbd.sock') });
     await client.negotiate({ name: 'v' });
     if (fault) storage.failOn(fault);
     const model = new VolumeModel(SECTORS);

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RemoteAdmin } from '../../src/control/remote-admin.ts';
 import { checkImageFile } from '../../src/fs/image-file.ts';
 import { Daemon, runCli } from '../support/daemon.ts';
-import { NbdPipe } from '../support/nbd-pipe.ts';
+import { TestClient } from '../support/test-client.ts';
 import { pattern, sectorValue } from '../support/crash/sector-model.ts';
 
 const CASES = Number(process.env.IOMAPD_FUZZ_CASES ?? 400);
@@ -33,7 +33,7 @@ let dir = '';
 let image = '';
 let socketPath = '';
 let daemon: Daemon | null = null;
-let steady: NbdPipe | null = null;
+let steady: TestClient | null = null;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'iomapd-fuzz-'));
@@ -42,11 +42,11 @@ beforeAll(async () => {
   const created = await runCli(['create', image, '--size', `${VOLUME_BYTES}`, '--capacity', '16M']);
   expect(created.code).toBe(0);
   daemon = await Daemon.start([image, '--socket', socketPath, '--handshake-timeout', '2']);
-  steady = await NbdPipe.open(socketPath, 'default');
+  steady = await TestClient.open(socketPath, 'default');
 });
 
 afterAll(async () => {
-  await steady?.disconnect().catch(() => {});
+  await steady?.close().catch(() => {});
   await daemon?.kill().catch(() => {});
   await rm(dir, { recursive: true, force: true });
 });
@@ -238,8 +238,8 @@ async function steadyRoundTrip(): Promise<void> {
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('steady connection hung')), 10_000));
   await Promise.race([
     (async () => {
-      await steady!.write(sector * 512, pattern(1, sector, value));
-      const back = await steady!.read(sector * 512, 512);
+      await steady!.writeAt(sector * 512, pattern(1, sector, value));
+      const back = await steady!.readAt(sector * 512, 512);
       if (sectorValue(back, 0, sector) !== value) throw new Error(`steady connection read back ${sectorValue(back, 0, sector)}`);
     })(),
     timeout,
@@ -275,7 +275,7 @@ it(`${CASES} hostile clients: no crash, no hang, other connections unaffected, m
   const admin = await RemoteAdmin.connect(`${image}.ctl`);
   expect((await admin.listVolumes()).map((v) => v.name)).toContain('default');
   await admin.close();
-  await steady!.disconnect();
+  await steady!.close();
   steady = null;
   expect((await daemon!.stop()).code).toBe(0);
   daemon = null;

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
 import type { ServerLimits } from '../../src/server/limits.ts';
 import { Daemon, runCli } from '../support/daemon.ts';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { startServer, type TestServer } from '../support/server-fixture.ts';
 import { Gate, InstrumentedDevice, sleep, until } from '../support/test-devices.ts';
 import { clientFlags, CMD, infoData, OPT, option, REP, W, wire } from '../support/wire.ts';
@@ -33,13 +33,13 @@ async function serve(limits: Partial<ServerLimits>, gate?: Gate): Promise<{ devi
   return { device, peak: () => peak };
 }
 
-async function negotiated(): Promise<RawClient> {
+async function negotiated(): Promise<TestClient> {
   const c = await server!.connect();
   await c.negotiate({ name: 'disk' });
   return c;
 }
 
-function write(c: RawClient, cookie: bigint, sector: number): void {
+function write(c: TestClient, cookie: bigint, sector: number): void {
   c.send({ type: CMD.WRITE, cookie, offset: sector * 512, payload: Buffer.alloc(512, Number(cookie & 0xffn)) });
 }
 
@@ -201,9 +201,9 @@ describe('iomapd serve options', () => {
     try {
       const daemon = await Daemon.start(['--size', '1M', '--socket', path, '--handshake-timeout', '0.3', '--max-connections', '1']);
       try {
-        const c = await RawClient.connect({ path });
+        const c = await TestClient.connect({ path });
         await c.greeting();
-        const extra = await RawClient.connect({ path });
+        const extra = await TestClient.connect({ path });
         await extra.expectClose(); // --max-connections 1
         await c.expectClose(3000);
         const out = (): string => daemon.output();

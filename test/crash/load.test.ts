@@ -10,7 +10,7 @@ import { expect, it } from 'vitest';
 import { checkImageFile } from '../../src/fs/image-file.ts';
 import { seededRandom } from '../support/seeded-random.ts';
 import { Daemon, runCli } from '../support/daemon.ts';
-import { NbdPipe } from '../support/nbd-pipe.ts';
+import { TestClient } from '../support/test-client.ts';
 import { SECTOR, sectorValue, VolumeModel } from '../support/crash/sector-model.ts';
 import { newStats, readVolume, runWorker, target } from '../support/crash/workload.ts';
 
@@ -34,8 +34,8 @@ it(`${CONNECTIONS} connections x ${DEPTH} in flight for ${SECONDS} s: every byte
     const random = seededRandom(Number(process.env.IOMAPD_LOAD_SEED ?? 32_64));
     let value = 1;
     let stopped = false;
-    const pipes: NbdPipe[] = [];
-    for (let c = 0; c < CONNECTIONS; c++) pipes.push(await NbdPipe.open(socket, 'default'));
+    const pipes: TestClient[] = [];
+    for (let c = 0; c < CONNECTIONS; c++) pipes.push(await TestClient.open(socket, 'default'));
     const rss: number[] = [await daemon.rss()];
     const sampler = setInterval(() => void daemon!.rss().then((r) => rss.push(r)), 1000);
     const started = Date.now();
@@ -61,14 +61,14 @@ it(`${CONNECTIONS} connections x ${DEPTH} in flight for ${SECONDS} s: every byte
     rss.push(await daemon.rss());
     // Everything is answered: a FLUSH makes it durable, then a clean stop and a restart.
     await pipes[0]!.flush();
-    for (const p of pipes) await p.disconnect();
+    for (const p of pipes) await p.close();
     expect((await daemon.stop()).code).toBe(0);
     daemon = null;
     expect((await checkImageFile(image, false)).errors).toEqual([]);
     daemon = await Daemon.start([image, '--socket', socket]);
-    const pipe = await NbdPipe.open(socket, 'default');
+    const pipe = await TestClient.open(socket, 'default');
     const data = await readVolume(pipe, VOLUME_BYTES);
-    await pipe.disconnect();
+    await pipe.close();
     const wrong: string[] = [];
     for (let s = 0; s < model.sectors && wrong.length < 5; s++) {
       const got = sectorValue(data, s * SECTOR, s);

@@ -17,7 +17,7 @@ import { NbdServer } from '../../src/server/nbd-server.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { PassThroughStorage } from '../support/pass-through-storage.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { Gate, sleep, until } from '../support/test-devices.ts';
 import { CMD, FLAG } from '../support/wire.ts';
 
@@ -86,8 +86,8 @@ afterEach(async () => {
   rig = null;
 });
 
-async function client(): Promise<RawClient> {
-  const c = await RawClient.connect({ path: rig!.path });
+async function client(): Promise<TestClient> {
+  const c = await TestClient.connect({ path: rig!.path });
   await c.negotiate({ name: 'v' });
   return c;
 }

@@ -16,7 +16,7 @@ import { createImageFile } from '../../src/fs/image-file.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { CMD, pattern } from '../support/wire.ts';
 
 const MiB = 1024 * 1024;
@@ -32,7 +32,7 @@ interface Daemon {
 
 let dir: string;
 let d: Daemon;
-const clients: RawClient[] = [];
+const clients: TestClient[] = [];
 
 async function startDaemon(image: string): Promise<Daemon> {
   const store = await createImageFile(image, { dataBytes: 16 * MiB });
@@ -48,8 +48,8 @@ async function startDaemon(image: string): Promise<Daemon> {
   return { image, engine, registry, server, control, nbdPath };
 }
 
-async function nbd(name: string): Promise<RawClient> {
-  const c = await RawClient.connect({ path: d.nbdPath });
+async function nbd(name: string): Promise<TestClient> {
+  const c = await TestClient.connect({ path: d.nbdPath });
   clients.push(c);
   await c.negotiate({ name });
   return c;

@@ -3,7 +3,7 @@
 // reply's offset "MUST match the offset of the client's request").
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
-import type { RawClient } from '../support/raw-client.ts';
+import type { TestClient } from '../support/test-client.ts';
 import { startServer, TRANSPORTS, type TestServer } from '../support/server-fixture.ts';
 import {
   be32,
@@ -28,7 +28,7 @@ const SIZE = 4 * MiB;
 
 describe.each(TRANSPORTS)('extended headers over %s', (transport) => {
   let t: TestServer;
-  let c: RawClient;
+  let c: TestClient;
   let contextId: number;
 
   beforeEach(async () => {

@@ -2,7 +2,7 @@
 // must close the connection, and the option loop staying in step across error replies.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { startServer, TRANSPORTS, type TestServer } from '../support/server-fixture.ts';
 import {
   be16,
@@ -190,7 +190,7 @@ describe.each(TRANSPORTS)('handshake over %s', (transport) => {
 
   it('a client closing during the handshake (a probe) leaves the server serving others', async () => {
     for (let i = 0; i < 5; i++) {
-      const probe = await RawClient.connect(t.target);
+      const probe = await TestClient.connect(t.target);
       if (i % 2 === 0) await probe.greeting();
       probe.destroy();
     }

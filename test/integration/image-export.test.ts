@@ -11,7 +11,7 @@ import { CrashStorage } from '../support/crash-storage.ts';
 import { FaultStorage } from '../support/fault-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import { GatedStorage } from '../support/gated-storage.ts';
-import type { RawClient } from '../support/raw-client.ts';
+import type { TestClient } from '../support/test-client.ts';
 import { startServer, type TestServer } from '../support/server-fixture.ts';
 import { sleep, until } from '../support/test-devices.ts';
 import { be32, be64, CHUNK, CMD, DONE, ERR, FLAG, parseBlockStatus, parseErrorPayload, pattern, request, type Chunk, type RequestFields } from '../support/wire.ts';
@@ -36,7 +36,7 @@ interface Served {
   /** Every byte of the image (superblocks, journal, data area) as the storage holds it now. */
   image(): Buffer;
   /** A raw client in transmission with `name`. */
-  client(name?: string, opts?: { structured?: boolean; meta?: boolean }): Promise<RawClient>;
+  client(name?: string, opts?: { structured?: boolean; meta?: boolean }): Promise<TestClient>;
 }
 
 let current: Served | null = null;
@@ -94,7 +94,7 @@ async function serve(
 let nextCookie = 1n;
 
 /** One request on a simple-reply connection; `readLength` bytes follow a successful reply. */
-async function simple(c: RawClient, fields: RequestFields, readLength = 0, timeoutMs?: number): Promise<{ error: number; data: Buffer }> {
+async function simple(c: TestClient, fields: RequestFields, readLength = 0, timeoutMs?: number): Promise<{ error: number; data: Buffer }> {
   const cookie = nextCookie++;
   c.send({ ...fields, cookie });
   const r = await c.simpleReply(readLength, timeoutMs);
@@ -103,7 +103,7 @@ async function simple(c: RawClient, fields: RequestFields, readLength = 0, timeo
 }
 
 /** One request on a structured connection: the error (0 on success) and its chunks. */
-async function structured(c: RawClient, fields: RequestFields, timeoutMs?: number): Promise<{ error: number; chunks: Chunk[] }> {
+async function structured(c: TestClient, fields: RequestFields, timeoutMs?: number): Promise<{ error: number; chunks: Chunk[] }> {
   const cookie = nextCookie++;
   c.send({ ...fields, cookie });
   const r = await c.reply(timeoutMs);
@@ -113,7 +113,7 @@ async function structured(c: RawClient, fields: RequestFields, timeoutMs?: numbe
 }
 
 /** A structured READ, rebuilt from its chunks (which must cover the request exactly, DONE last). */
-async function structuredRead(c: RawClient, offset: number, length: number): Promise<Buffer> {
+async function structuredRead(c: TestClient, offset: number, length: number): Promise<Buffer> {
   const { error, chunks } = await structured(c, { type: CMD.READ, offset, length });
   expect(error).toBe(0);
   expect(chunks.map((x) => (x.flags & DONE) !== 0)).toEqual(chunks.map((_, i) => i === chunks.length - 1));
@@ -136,7 +136,7 @@ async function structuredRead(c: RawClient, offset: number, length: number): Pro
 }
 
 /** base:allocation descriptors [length, flags] of one BLOCK_STATUS (one chunk, DONE). */
-async function status(c: RawClient, offset: number | bigint, length: number, flags = 0): Promise<number[][]> {
+async function status(c: TestClient, offset: number | bigint, length: number, flags = 0): Promise<number[][]> {
   const { error, chunks } = await structured(c, { type: CMD.BLOCK_STATUS, flags, offset, length });
   expect(error).toBe(0);
   expect(chunks).toHaveLength(1);
@@ -309,7 +309,7 @@ describe('semantics §9 over the wire, image-backed export', () => {
       request({ type: CMD.WRITE, cookie: 0x666n, offset: 0, payload: Buffer.alloc(Math.max(0, Math.min(len - 28, 512)), 0x66) }).copy(p, 0);
       return p;
     };
-    const expectError = async (client: RawClient, fields: RequestFields, errno: number, what: string): Promise<void> => {
+    const expectError = async (client: TestClient, fields: RequestFields, errno: number, what: string): Promise<void> => {
       const got = client === d ? (await structured(d, fields)).error : (await simple(client, fields, fields.type === CMD.READ ? Number(fields.length ?? 0) : 0)).error;
       expect(got, what).toBe(errno);
     };

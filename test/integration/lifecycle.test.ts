@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
 import { Limits } from '../../src/server/limits.ts';
-import { RawClient } from '../support/raw-client.ts';
+import { TestClient } from '../support/test-client.ts';
 import { startServer, TRANSPORTS, type TestServer } from '../support/server-fixture.ts';
 import { Gate, InstrumentedDevice, sleep, until } from '../support/test-devices.ts';
 import { clientFlags, CMD, infoData, OPT, option, pattern, request } from '../support/wire.ts';
@@ -24,7 +24,7 @@ describe.each(TRANSPORTS)('connection lifecycle over %s', (transport) => {
     await t.stop();
   });
 
-  async function client(): Promise<RawClient> {
+  async function client(): Promise<TestClient> {
     const c = await t.connect();
     await c.negotiate({ name: 'disk' });
     return c;
@@ -116,7 +116,7 @@ describe.each(TRANSPORTS)('connection lifecycle over %s', (transport) => {
       expect(Date.now() - started).toBeLessThan(3000);
       expect(t.server.connectionCount).toBe(0);
       // The listener is gone.
-      await expect(RawClient.connect(t.target, 1000)).rejects.toThrow();
+      await expect(TestClient.connect(t.target, 1000)).rejects.toThrow();
     });
 
     it('a client in the middle of negotiating gets ERR_SHUTDOWN for its next option', async () => {
@@ -260,10 +260,10 @@ describe.each(TRANSPORTS)('connection lifecycle over %s', (transport) => {
 
   describe('clients that vanish', () => {
     it.each([
-      ['mid option data', (c: RawClient) => c.write(option(OPT.GO, infoData('disk')).subarray(0, 20)), false],
-      ['mid request header', (c: RawClient) => c.write(request({ type: CMD.READ, length: 4096 }).subarray(0, 13)), true],
-      ['mid WRITE payload', (c: RawClient) => c.write(request({ type: CMD.WRITE, length: 1 * MiB }).subarray(0, 28 + 4096)), true],
-      ['with a READ in flight', (c: RawClient) => c.send({ type: CMD.READ, cookie: 1n, offset: 0, length: 1 * MiB }), true],
+      ['mid option data', (c: TestClient) => c.write(option(OPT.GO, infoData('disk')).subarray(0, 20)), false],
+      ['mid request header', (c: TestClient) => c.write(request({ type: CMD.READ, length: 4096 }).subarray(0, 13)), true],
+      ['mid WRITE payload', (c: TestClient) => c.write(request({ type: CMD.WRITE, length: 1 * MiB }).subarray(0, 28 + 4096)), true],
+      ['with a READ in flight', (c: TestClient) => c.send({ type: CMD.READ, cookie: 1n, offset: 0, length: 1 * MiB }), true],
     ] as const)('%s: harmless', async (_name, act, negotiated) => {
       const gate = holdReads();
       const c = await t.connect();

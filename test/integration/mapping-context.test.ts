@@ -6,7 +6,7 @@ import { MemoryDevice } from '../../src/devices/memory-device.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import type { RawClient } from '../support/raw-client.ts';
+import type { TestClient } from '../support/test-client.ts';
 import { startServer, type TestServer } from '../support/server-fixture.ts';
 import { CHUNK, CMD, DONE, FLAG, metaData, OPT, parseBlockStatus, pattern, REP, type Chunk } from '../support/wire.ts';
 
@@ -37,14 +37,14 @@ afterEach(async () => {
   await t.stop();
 });
 
-async function client(name: string, meta: string[], extended = false): Promise<{ c: RawClient; ids: Map<string, number> }> {
+async function client(name: string, meta: string[], extended = false): Promise<{ c: TestClient; ids: Map<string, number> }> {
   const c = await t.connect();
   const n = await c.negotiate({ name, structured: true, extended, meta });
   return { c, ids: n.contextIds };
 }
 
 /** The chunks of one BLOCK_STATUS, as {context id -> [length, flags][]}, checking DONE is last. */
-async function status(c: RawClient, offset: number, length: number, cookie: bigint, flags = 0): Promise<Map<number, number[][]>> {
+async function status(c: TestClient, offset: number, length: number, cookie: bigint, flags = 0): Promise<Map<number, number[][]>> {
   c.send({ type: CMD.BLOCK_STATUS, flags, cookie, offset, length });
   const chunks: Chunk[] = await c.chunks();
   expect(chunks.map((x) => (x.flags & DONE) !== 0)).toEqual(chunks.map((_, i) => i === chunks.length - 1));
@@ -56,7 +56,7 @@ async function status(c: RawClient, offset: number, length: number, cookie: bigi
   return out;
 }
 
-async function listed(c: RawClient, name: string, queries: string[]): Promise<string[]> {
+async function listed(c: TestClient, name: string, queries: string[]): Promise<string[]> {
   const replies = await c.opt(OPT.LIST_META_CONTEXT, metaData(name, queries));
   expect(replies.at(-1)!.type).toBe(REP.ACK);
   return replies.slice(0, -1).map((r) => r.payload.subarray(4).toString('utf8'));

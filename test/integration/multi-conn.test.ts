@@ -2,7 +2,7 @@
 // test recipe: write on A and wait; FLUSH on B; read on C; and FUA on A, then read on B).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
-import type { RawClient } from '../support/raw-client.ts';
+import type { TestClient } from '../support/test-client.ts';
 import { startServer, TRANSPORTS, type TestServer } from '../support/server-fixture.ts';
 import { Gate, InstrumentedDevice } from '../support/test-devices.ts';
 import { CMD, FLAG, pattern, TX } from '../support/wire.ts';
@@ -22,8 +22,8 @@ describe.each(TRANSPORTS)('multi-connection over %s', (transport) => {
     await t.stop();
   });
 
-  async function clients(n: number): Promise<RawClient[]> {
-    const out: RawClient[] = [];
+  async function clients(n: number): Promise<TestClient[]> {
+    const out: TestClient[] = [];
     for (let i = 0; i < n; i++) {
       const c = await t.connect();
       const { flags } = await c.negotiate({ name: 'disk' });

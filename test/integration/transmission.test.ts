@@ -4,7 +4,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryDevice } from '../../src/devices/memory-device.ts';
 import { IomapdError } from '../../src/util/errors.ts';
-import type { RawClient } from '../support/raw-client.ts';
+import type { TestClient } from '../support/test-client.ts';
 import { startServer, TRANSPORTS, type TestServer } from '../support/server-fixture.ts';
 import { Gate, InstrumentedDevice, sleep, until } from '../support/test-devices.ts';
 import {
@@ -51,13 +51,13 @@ describe.each(TRANSPORTS)('transmission over %s', (transport) => {
     await t.stop();
   });
 
-  async function simpleClient(name = 'disk'): Promise<RawClient> {
+  async function simpleClient(name = 'disk'): Promise<TestClient> {
     const c = await t.connect();
     await c.negotiate({ name });
     return c;
   }
 
-  async function write(c: RawClient, offset: number, data: Buffer, cookie = 100n): Promise<void> {
+  async function write(c: TestClient, offset: number, data: Buffer, cookie = 100n): Promise<void> {
     c.send({ type: CMD.WRITE, cookie, offset, payload: data });
     const r = await c.simpleReply();
     expect([r.error, r.cookie]).toEqual([0, cookie]);
@@ -263,7 +263,7 @@ describe.each(TRANSPORTS)('transmission over %s', (transport) => {
   });
 
   describe('structured replies', () => {
-    async function structuredClient(meta?: string[]): Promise<{ c: RawClient; flags: number; ids: Map<string, number> }> {
+    async function structuredClient(meta?: string[]): Promise<{ c: TestClient; flags: number; ids: Map<string, number> }> {
       const c = await t.connect();
       const n = await c.negotiate({ name: 'disk', structured: true, ...(meta ? { meta } : {}) });
       return { c, flags: n.flags, ids: n.contextIds };

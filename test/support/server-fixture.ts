@@ -8,7 +8,7 @@ import { ExportRegistry } from '../../src/server/export-registry.ts';
 import type { ServerLimits } from '../../src/server/limits.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { RawClient, type Target } from './raw-client.ts';
+import { TestClient, type Target } from './test-client.ts';
 
 export type Transport = 'unix' | 'tcp';
 export const TRANSPORTS: readonly Transport[] = ['unix', 'tcp'];
@@ -23,7 +23,7 @@ export interface TestServer {
   readonly server: NbdServer;
   readonly target: Target;
   /** A raw client, destroyed by `stop()` if the test leaves it open. */
-  connect(): Promise<RawClient>;
+  connect(): Promise<TestClient>;
   /** Destroys the fixture's clients, shuts the server down (bounded), removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -43,13 +43,13 @@ export async function startServer(exports: readonly ExportSpec[], transport: Tra
     const addr = await server.listenTcp('127.0.0.1', 0);
     target = { host: '127.0.0.1', port: Number(addr.address.slice(addr.address.lastIndexOf(':') + 1)) };
   }
-  const clients: RawClient[] = [];
+  const clients: TestClient[] = [];
   let stopped = false;
   return {
     server,
     target,
     async connect() {
-      const c = await RawClient.connect(target);
+      const c = await TestClient.connect(target);
       clients.push(c);
       return c;
     },

@@ -17,7 +17,7 @@ import { RemoteAdmin } from '../../../src/control/remote-admin.ts';
 import { checkImageFile } from '../../../src/fs/image-file.ts';
 import { seededRandom } from '../seeded-random.ts';
 import { Daemon, runCli } from '../daemon.ts';
-import { NbdPipe } from '../nbd-pipe.ts';
+import { TestClient } from '../test-client.ts';
 import { compare, SECTOR, sectorValue, VolumeModel } from './sector-model.ts';
 import { newStats, readVolume, runWorker, target, type Target, type WorkloadStats } from './workload.ts';
 
@@ -122,9 +122,9 @@ export async function runKillCampaign(o: CampaignOptions): Promise<Tally> {
 /** Reads every tracked volume through the restarted daemon and compares it with its model; then the models match the disk exactly. */
 async function verifyVolumes(socket: string, volumes: Map<string, Tracked>, tally: Tally, violation: (what: string) => void): Promise<void> {
   for (const [name, t] of volumes) {
-    let pipe: NbdPipe;
+    let pipe: TestClient;
     try {
-      pipe = await NbdPipe.open(socket, name);
+      pipe = await TestClient.open(socket, name);
     } catch (err) {
       if (t.maybe) {
         volumes.delete(name); // its creation did not survive the kill: allowed
@@ -135,7 +135,7 @@ async function verifyVolumes(socket: string, volumes: Map<string, Tracked>, tall
       continue;
     }
     const data = await readVolume(pipe, pipe.size);
-    await pipe.disconnect();
+    await pipe.close();
     for (const m of compare(t.model, data)) violation(`${name} sector ${m.sector} reads ${m.got}, allowed ${JSON.stringify(m.allowed.slice(-6))}`);
     for (let s = 0; s < t.model.sectors; s++) {
       const v = sectorValue(data, s * SECTOR, s);
@@ -178,10 +178,10 @@ async function workloadUntilKilled(
   const allModels = (): VolumeModel[] => [...volumes.values()].map((t) => t.model);
   const main = target(VOLUME, volumes.get(VOLUME)!.model);
   const workers: Promise<void>[] = [];
-  const startWorker = (pipe: NbdPipe, t: Target): void => {
+  const startWorker = (pipe: TestClient, t: Target): void => {
     workers.push(runWorker({ pipe, target: t, allModels, random, depth: 1 + Math.floor(random() * 16), maxSectors: 256, stats, nextValue, stopped: () => stopped }));
   };
-  for (let c = 0; c < connections; c++) startWorker(await NbdPipe.open(socket, VOLUME), main);
+  for (let c = 0; c < connections; c++) startWorker(await TestClient.open(socket, VOLUME), main);
   const iteration = tally.iterations + 1;
   const withSnapshot = random() < 0.5;
   const side = withSnapshot ? snapshotAndClone(image, socket, volumes, iteration, tally, startWorker) : Promise.resolve();
@@ -203,7 +203,7 @@ async function snapshotAndClone(
   volumes: Map<string, Tracked>,
   iteration: number,
   tally: Tally,
-  startWorker: (pipe: NbdPipe, t: Target) => void,
+  startWorker: (pipe: TestClient, t: Target) => void,
 ): Promise<void> {
   const origin = volumes.get(VOLUME)!.model;
   const snap = `snap-${iteration}`;
@@ -226,9 +226,9 @@ async function snapshotAndClone(
     origin.flushEnd(mark);
     tally.snapshots++;
     // Pin the snapshot's model to its real contents (it is read-only and committed), checked first.
-    const pipe = await NbdPipe.open(socket, snap);
+    const pipe = await TestClient.open(socket, snap);
     const data = await readVolume(pipe, pipe.size);
-    await pipe.disconnect();
+    await pipe.close();
     const bad = compare(snapModel, data);
     if (bad.length > 0) throw new Error(`snapshot ${snap} holds unexpected data: ${JSON.stringify(bad)}`);
     for (let s = 0; s < snapModel.sectors; s++) snapModel.settle(s, sectorValue(data, s * SECTOR, s));
@@ -238,7 +238,7 @@ async function snapshotAndClone(
     await admin.clone(snap, clone);
     volumes.get(clone)!.maybe = false;
     tally.clones++;
-    startWorker(await NbdPipe.open(socket, clone), target(clone, cloneModel));
+    startWorker(await TestClient.open(socket, clone), target(clone, cloneModel));
   } catch (err) {
     // The kill cut it short (expected), or something real went wrong (reported).
     const msg = (err as Error).message;

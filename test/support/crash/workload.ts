@@ -3,7 +3,8 @@
 // Each request locks its sectors (across connections) until answered, so the model sees a total
 // order per sector (test/support/crash/sector-model.ts). It runs until stopped or until the daemon
 // dies; unanswered requests then stay in the model as "may have landed".
-import { Flag, NbdClosedError, type NbdPipe } from '../nbd-pipe.ts';
+import { NbdClosedError, type TestClient } from '../test-client.ts';
+import { FLAG } from '../wire.ts';
 import { pattern, SECTOR, sectorValue, type VolumeModel } from './sector-model.ts';
 
 export interface Target {
@@ -36,7 +37,7 @@ export function newStats(): WorkloadStats {
 }
 
 export interface WorkerOptions {
-  readonly pipe: NbdPipe;
+  readonly pipe: TestClient;
   readonly target: Target;
   /** Every volume's model: a FLUSH covers all of them (it is image-wide). */
   readonly allModels: () => VolumeModel[];
@@ -91,17 +92,17 @@ function issue(o: WorkerOptions, mix: typeof DEFAULT_MIX): Promise<void> | null 
   if (r < mix.flush + mix.read) return read(o, first, count).finally(release);
   const kind = r < mix.flush + mix.read + mix.trim ? 'trim' : r < mix.flush + mix.read + mix.trim + mix.zero ? 'zero' : 'write';
   const fua = o.random() < mix.fua;
-  const flags = fua ? Flag.FUA : 0;
+  const flags = fua ? FLAG.FUA : 0;
   const value = kind === 'write' ? o.nextValue() : 0;
   const seq = t.model.begin(first, count, value);
   const offset = first * SECTOR;
   const length = count * SECTOR;
   const sent =
     kind === 'write'
-      ? o.pipe.write(offset, pattern(count, first, value), flags)
+      ? o.pipe.writeAt(offset, pattern(count, first, value), flags)
       : kind === 'trim'
         ? o.pipe.trim(offset, length, flags)
-        : o.pipe.zero(offset, length, flags | (o.random() < 0.5 ? Flag.NO_HOLE : 0));
+        : o.pipe.zero(offset, length, flags | (o.random() < 0.5 ? FLAG.NO_HOLE : 0));
   return sent
     .then(() => {
       t.model.ack(first, count, seq, fua);
@@ -129,7 +130,7 @@ function flush(o: WorkerOptions): Promise<void> {
 /** A live read: nothing else touches these sectors, so each must hold exactly the last value written. */
 function read(o: WorkerOptions, first: number, count: number): Promise<void> {
   const t = o.target;
-  return o.pipe.read(first * SECTOR, count * SECTOR).then(
+  return o.pipe.readAt(first * SECTOR, count * SECTOR).then(
     (data) => {
       o.stats.reads++;
       o.stats.bytesRead += data.length;
@@ -173,11 +174,11 @@ function pick(o: WorkerOptions): { first: number; count: number } | null {
 }
 
 /** Reads a whole volume in pieces (bounded request size). */
-export async function readVolume(pipe: NbdPipe, size: number, piece = 4 << 20): Promise<Buffer> {
+export async function readVolume(pipe: TestClient, size: number, piece = 4 << 20): Promise<Buffer> {
   const out = Buffer.alloc(size);
   for (let at = 0; at < size; at += piece) {
     const len = Math.min(piece, size - at);
-    (await pipe.read(at, len)).copy(out, at);
+    (await pipe.readAt(at, len)).copy(out, at);
   }
   return out;
 }

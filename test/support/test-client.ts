@@ -1,6 +1,11 @@
-// A test-only raw NBD client: a net.Socket, a byte reader where every wait has a deadline, and
-// helpers that build request bytes by hand (test/support/wire.ts). It checks nothing on its own
-// beyond framing; tests assert on what it returns.
+// The one test-only NBD client, in two modes over the same socket and inbox:
+// - raw (every test that speaks the protocol byte by byte): a byte reader where every wait has a
+//   deadline, and handshake and reply helpers; it checks nothing on its own beyond framing, and
+//   tests assert on what it returns;
+// - pipelined (the campaigns, open()): after GO, many requests in flight, simple replies matched
+//   by cookie as they arrive, each request a promise.
+// Request bytes are built by hand from the spec's numbers (test/support/wire.ts), never with the
+// server's codec.
 import { connect, type Socket } from 'node:net';
 import {
   be16,
@@ -39,7 +44,28 @@ export interface SimpleReply {
   readonly data: Buffer;
 }
 
-export class RawClient {
+/** A pipelined request that got an error reply (the errno is the NBD value). */
+export class NbdRequestError extends Error {
+  readonly errno: number;
+  constructor(errno: number, what: string) {
+    super(`${what} failed with NBD error ${errno}`);
+    this.errno = errno;
+  }
+}
+
+/** The connection went away with a pipelined request unanswered (the daemon died, or we closed it). */
+export class NbdClosedError extends Error {}
+
+interface Pending {
+  readonly what: string;
+  readonly readLength: number;
+  resolve(data: Buffer): void;
+  reject(err: Error): void;
+}
+
+const CMD_NAMES = ['READ', 'WRITE', 'DISC', 'FLUSH', 'TRIM', 'CACHE', 'WRITE_ZEROES'];
+
+export class TestClient {
   readonly socket: Socket;
   private readonly inbox: Buffer[] = [];
   private have = 0;
@@ -49,6 +75,17 @@ export class RawClient {
   private readonly closedPromise: Promise<void>;
   /** Header style the client negotiated; decides request and reply framing. */
   extended = false;
+  /** Default deadline of one raw read. */
+  readTimeoutMs = READ_TIMEOUT_MS;
+  /** The export's size in bytes (set by open()). */
+  size = 0;
+  /** Requests awaiting replies; null until the client is pipelined (open()). */
+  private pending: Map<bigint, Pending> | null = null;
+  private nextCookie = 1n;
+  /** A READ reply whose header is in and whose data is still arriving. */
+  private replyData: { cookie: bigint; length: number } | null = null;
+  /** Why pipelined requests now fail (the connection closed, or a malformed reply). */
+  private failure: Error | null = null;
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -56,18 +93,20 @@ export class RawClient {
     socket.on('data', (chunk: Buffer) => {
       this.inbox.push(chunk);
       this.have += chunk.length;
-      this.wake?.();
+      if (this.pending !== null) this.pump();
+      else this.wake?.();
     });
     socket.on('error', (err) => {
       this.closeError = err;
     });
     socket.on('close', () => {
       this.isClosed = true;
+      if (this.pending !== null) this.failAll(new NbdClosedError('connection closed'));
       this.wake?.();
     });
   }
 
-  static connect(target: Target, timeoutMs = READ_TIMEOUT_MS): Promise<RawClient> {
+  static connect(target: Target, timeoutMs = READ_TIMEOUT_MS): Promise<TestClient> {
     return new Promise((resolve, reject) => {
       const socket = 'path' in target ? connect({ path: target.path }) : connect({ host: target.host, port: target.port });
       const timer = setTimeout(() => {
@@ -77,7 +116,7 @@ export class RawClient {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.off('error', onError);
-        resolve(new RawClient(socket));
+        resolve(new TestClient(socket));
       });
       const onError = (err: Error): void => {
         clearTimeout(timer);
@@ -87,8 +126,9 @@ export class RawClient {
     });
   }
 
+  /** The socket closed (or, pipelined, a malformed reply ended the connection). */
   get closed(): boolean {
-    return this.isClosed;
+    return this.isClosed || this.failure !== null;
   }
 
   /** Bytes received and not yet read. */
@@ -105,8 +145,9 @@ export class RawClient {
   }
 
   /** Exactly `n` bytes, or a rejection on timeout or on close before they arrived. */
-  read(n: number, timeoutMs = READ_TIMEOUT_MS): Promise<Buffer> {
-    if (this.wake !== null) return Promise.reject(new Error('RawClient: one read at a time'));
+  read(n: number, timeoutMs = this.readTimeoutMs): Promise<Buffer> {
+    if (this.pending !== null) return Promise.reject(new Error('TestClient: no raw reads once pipelined'));
+    if (this.wake !== null) return Promise.reject(new Error('TestClient: one read at a time'));
     return new Promise((resolve, reject) => {
       const finish = (err?: Error): void => {
         clearTimeout(timer);
@@ -127,7 +168,7 @@ export class RawClient {
   }
 
   /** Resolves with whatever arrived unread once the server closes; rejects if it stays open. */
-  async expectClose(timeoutMs = READ_TIMEOUT_MS): Promise<Buffer> {
+  async expectClose(timeoutMs = this.readTimeoutMs): Promise<Buffer> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`server did not close within ${timeoutMs} ms`)), timeoutMs);
@@ -235,7 +276,7 @@ export class RawClient {
    * One simple reply. On success `dataLength` bytes follow it (a READ's length, or a function of
    * the cookie when replies to different READs may come in any order); an error carries none.
    */
-  async simpleReply(dataLength: number | ((cookie: bigint) => number) = 0, timeoutMs = READ_TIMEOUT_MS): Promise<SimpleReply> {
+  async simpleReply(dataLength: number | ((cookie: bigint) => number) = 0, timeoutMs = this.readTimeoutMs): Promise<SimpleReply> {
     const head = await this.read(16, timeoutMs);
     const magic = be32(head, 0);
     if (magic !== W.SIMPLE_REPLY_MAGIC) throw new Error(`not a simple reply: ${head.toString('hex')}`);
@@ -247,7 +288,7 @@ export class RawClient {
   }
 
   /** One chunk in the negotiated style (20-byte structured or 32-byte extended header). */
-  async chunk(timeoutMs = READ_TIMEOUT_MS): Promise<Chunk> {
+  async chunk(timeoutMs = this.readTimeoutMs): Promise<Chunk> {
     if (this.extended) {
       const head = await this.read(32, timeoutMs);
       if (be32(head, 0) !== W.EXTENDED_REPLY_MAGIC) throw new Error(`not an extended reply: ${head.toString('hex')}`);
@@ -265,7 +306,7 @@ export class RawClient {
    * The reply to a command that carries no data back: with structured replies the server may send
    * a simple reply or chunks, so the magic decides. Returns the error (0 on success) and cookie.
    */
-  async reply(timeoutMs = READ_TIMEOUT_MS): Promise<{ error: number; cookie: bigint; chunks: Chunk[] }> {
+  async reply(timeoutMs = this.readTimeoutMs): Promise<{ error: number; cookie: bigint; chunks: Chunk[] }> {
     const magic = be32(await this.peek(4, timeoutMs), 0);
     if (magic === W.SIMPLE_REPLY_MAGIC) {
       const r = await this.simpleReply(0, timeoutMs);
@@ -277,7 +318,7 @@ export class RawClient {
   }
 
   /** The next `n` bytes without consuming them. */
-  async peek(n: number, timeoutMs = READ_TIMEOUT_MS): Promise<Buffer> {
+  async peek(n: number, timeoutMs = this.readTimeoutMs): Promise<Buffer> {
     const bytes = await this.read(n, timeoutMs);
     this.inbox.unshift(bytes);
     this.have += bytes.length;
@@ -285,7 +326,7 @@ export class RawClient {
   }
 
   /** Chunks up to and including the one with DONE (for one request at a time). */
-  async chunks(timeoutMs = READ_TIMEOUT_MS): Promise<Chunk[]> {
+  async chunks(timeoutMs = this.readTimeoutMs): Promise<Chunk[]> {
     const out: Chunk[] = [];
     for (;;) {
       const c = await this.chunk(timeoutMs);
@@ -295,8 +336,127 @@ export class RawClient {
   }
 
   /** Sends DISC and waits for the server to close; returns any bytes that came first. */
-  async disconnect(timeoutMs = READ_TIMEOUT_MS): Promise<Buffer> {
+  async disconnect(timeoutMs = this.readTimeoutMs): Promise<Buffer> {
     this.send({ type: CMD.DISC, cookie: 0n });
     return this.expectClose(timeoutMs);
+  }
+
+  // ---- pipelined (the campaigns) ----
+
+  /** Connects to a Unix socket, negotiates `exportName` with GO (simple replies) and pipelines. */
+  static async open(path: string, exportName: string, timeoutMs = 10_000): Promise<TestClient> {
+    const client = await TestClient.connect({ path }, timeoutMs);
+    try {
+      client.readTimeoutMs = timeoutMs;
+      const { size } = await client.negotiate({ name: exportName });
+      client.size = Number(size);
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+    client.pending = new Map();
+    client.pump(); // replies cannot have come yet, but the handshake may have left bytes
+    return client;
+  }
+
+  get inFlight(): number {
+    return this.pending?.size ?? 0;
+  }
+
+  readAt(offset: number, length: number): Promise<Buffer> {
+    return this.request(CMD.READ, 0, offset, length, null, length);
+  }
+
+  writeAt(offset: number, data: Buffer, flags = 0): Promise<void> {
+    return this.request(CMD.WRITE, flags, offset, data.length, data, 0).then(() => {});
+  }
+
+  flush(): Promise<void> {
+    return this.request(CMD.FLUSH, 0, 0, 0, null, 0).then(() => {});
+  }
+
+  trim(offset: number, length: number, flags = 0): Promise<void> {
+    return this.request(CMD.TRIM, flags, offset, length, null, 0).then(() => {});
+  }
+
+  zero(offset: number, length: number, flags = 0): Promise<void> {
+    return this.request(CMD.WRITE_ZEROES, flags, offset, length, null, 0).then(() => {});
+  }
+
+  /** DISC, then wait (bounded) for the server to close; never throws (the daemon may be gone). */
+  async close(timeoutMs = 5000): Promise<void> {
+    if (this.closed) return;
+    this.socket.write(request({ type: CMD.DISC }));
+    this.socket.end();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.closedPromise, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    this.socket.destroy();
+  }
+
+  private request(type: number, flags: number, offset: number, length: number, payload: Buffer | null, readLength: number): Promise<Buffer> {
+    if (this.pending === null) return Promise.reject(new Error('TestClient: requests need a pipelined client (open())'));
+    if (this.failure) return Promise.reject(this.failure);
+    const pending = this.pending;
+    const cookie = this.nextCookie++;
+    const what = `${CMD_NAMES[type]} ${offset}+${length}`;
+    return new Promise<Buffer>((resolve, reject) => {
+      pending.set(cookie, { what, readLength, resolve, reject });
+      // The header alone, then the payload as it is: no copy of the data.
+      const header = request({ type, flags, cookie, offset, length });
+      if (payload) {
+        this.socket.cork();
+        this.socket.write(header);
+        this.socket.write(payload);
+        this.socket.uncork();
+      } else {
+        this.socket.write(header);
+      }
+    });
+  }
+
+  /** Settles every request whose reply is complete in the inbox. */
+  private pump(): void {
+    const pending = this.pending!;
+    for (;;) {
+      if (this.replyData) {
+        if (this.have < this.replyData.length) return;
+        const data = this.take(this.replyData.length);
+        const p = pending.get(this.replyData.cookie)!;
+        pending.delete(this.replyData.cookie);
+        this.replyData = null;
+        p.resolve(data);
+        continue;
+      }
+      if (this.have < 16) return;
+      const head = this.take(16);
+      if (head.readUInt32BE(0) !== W.SIMPLE_REPLY_MAGIC) {
+        this.socket.destroy();
+        this.failAll(new Error(`bad reply magic ${head.toString('hex')}`));
+        return;
+      }
+      const errno = head.readUInt32BE(4);
+      const cookie = head.readBigUInt64BE(8);
+      const p = pending.get(cookie);
+      if (!p) {
+        this.socket.destroy();
+        this.failAll(new Error(`reply to unknown cookie ${cookie}`));
+        return;
+      }
+      if (errno === 0 && p.readLength > 0) {
+        this.replyData = { cookie, length: p.readLength };
+        continue;
+      }
+      pending.delete(cookie);
+      if (errno === 0) p.resolve(Buffer.alloc(0));
+      else p.reject(new NbdRequestError(errno, p.what));
+    }
+  }
+
+  private failAll(err: Error): void {
+    this.failure ??= err;
+    const waiting = [...this.pending!.values()];
+    this.pending!.clear();
+    for (const p of waiting) p.reject(err);
   }
 }
