@@ -1,8 +1,10 @@
-// Test-only byte helpers. Fixtures are written by hand as hex (or built with `Bytes`, which does its
-// own big-endian arithmetic), so the codec's encoders never produce the fixtures its decoders read.
+// Test-only byte helpers. Fixtures are written by hand as hex (or built with `bytes()`, the tests'
+// byte builder with its own big-endian arithmetic), so the codec's encoders never produce the
+// fixtures its decoders read.
 import { expect } from 'vitest';
 import { ByteQueue } from '../../../src/protocol/framer.ts';
 import type { Decoded } from '../../../src/protocol/result.ts';
+import { wire } from '../../support/wire.ts';
 
 /** Hex to bytes. Whitespace, `_` and `|` are ignored so fixtures can be laid out field by field. */
 export function hex(text: string): Buffer {
@@ -19,63 +21,8 @@ export const utf8Hex = (text: string): string => Buffer.from(text, 'utf8').toStr
 /** `n` zero bytes as hex. */
 export const zeroHex = (n: number): string => '00'.repeat(n);
 
-/** A big-endian byte builder that shares no code with the codec. */
-export class Bytes {
-  private readonly out: number[] = [];
-
-  private uint(value: bigint | number, width: number): this {
-    let v = BigInt(value);
-    if (v < 0n || v >= 1n << BigInt(8 * width)) throw new Error(`${value} does not fit in ${width} bytes`);
-    const bytes: number[] = [];
-    for (let i = 0; i < width; i++) {
-      bytes.unshift(Number(v & 0xffn));
-      v >>= 8n;
-    }
-    this.out.push(...bytes);
-    return this;
-  }
-
-  u8(v: number): this {
-    return this.uint(v, 1);
-  }
-  u16(v: number): this {
-    return this.uint(v, 2);
-  }
-  u32(v: number): this {
-    return this.uint(v, 4);
-  }
-  u64(v: bigint | number): this {
-    return this.uint(v, 8);
-  }
-  /** Raw bytes given as hex. */
-  hex(text: string): this {
-    this.out.push(...hex(text));
-    return this;
-  }
-  /** A string's UTF-8 bytes, no length prefix. */
-  str(text: string): this {
-    this.out.push(...Buffer.from(text, 'utf8'));
-    return this;
-  }
-  /** u32 length, then the UTF-8 bytes (the NBD option-payload string form). */
-  lstr(text: string): this {
-    const b = Buffer.from(text, 'utf8');
-    return this.u32(b.length).raw(b);
-  }
-  raw(bytes: Uint8Array): this {
-    this.out.push(...bytes);
-    return this;
-  }
-  zeroes(n: number): this {
-    for (let i = 0; i < n; i++) this.out.push(0);
-    return this;
-  }
-  build(): Buffer {
-    return Buffer.from(this.out);
-  }
-}
-
-export const bytes = (): Bytes => new Bytes();
+/** The tests' one byte builder (test/support/wire.ts), which shares no code with the codec. */
+export const bytes = wire;
 
 type Decoder<T> = (buf: Buffer) => Decoded<T>;
 
