@@ -11,7 +11,7 @@ import { Engine } from '../engine/engine.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
-import { inlineReads, inlineWrites } from '../util/fd-io.ts';
+import type { InlineIoModes } from '../util/fd-io.ts';
 import { INLINE_IO_MODES, type InlineIoMode } from '../util/inline-io.ts';
 import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
@@ -73,13 +73,16 @@ export function registerServe(program: Command): void {
   addLimitOptions(command)
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
-        inlineReads.mode = options.inlineReads;
-        inlineWrites.mode = options.inlineWrites;
         await serve(file, options);
       } catch (err) {
         reportAndExit(err);
       }
     });
+}
+
+/** --inline-reads / --inline-writes: the modes the served file's own gates start in. */
+function inlineModes(options: ServeOptions): InlineIoModes {
+  return { reads: options.inlineReads, writes: options.inlineWrites };
 }
 
 function collectNames(value: string, previous: string[]): string[] {
@@ -122,7 +125,7 @@ async function openServed(file: string | undefined, options: ServeOptions): Prom
     await store.close();
   }
   await requireImage(path, shown, options);
-  const { store, io } = await openImage(path, { readOnly: options.readOnly, cache: options.cache ?? DEFAULT_CACHE });
+  const { store, io } = await openImage(path, { readOnly: options.readOnly, cache: options.cache ?? DEFAULT_CACHE, inline: inlineModes(options) });
   return serveImage(store, path, options, io);
 }
 
@@ -177,7 +180,7 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
   const path = resolve(file ?? EMBEDDED_DEFAULT.path);
   const createSize = size ?? (file === undefined ? EMBEDDED_DEFAULT.size : undefined);
   if (createSize !== undefined) await mkdir(dirname(path), { recursive: true });
-  const device = await RawFileDevice.open(path, { readOnly: options.readOnly, ...(createSize === undefined ? {} : { createSize }) });
+  const device = await RawFileDevice.open(path, { readOnly: options.readOnly, inline: inlineModes(options), ...(createSize === undefined ? {} : { createSize }) });
   return { device, what: path };
 }
 

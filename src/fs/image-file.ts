@@ -5,6 +5,7 @@ import { IomapdError } from '../util/errors.ts';
 import { FileStorage } from '../storage/file-storage.ts';
 import { type CacheMode, type OpenedFile, openFileStorage } from '../storage/open-file.ts';
 import type { Storage } from '../storage/storage.ts';
+import type { InlineIoModes } from '../util/fd-io.ts';
 import { type CheckReport, rebuildMetadata, verifyMetadata } from './check.ts';
 import { type CreateOptions, ImageStore, type OpenOptions } from './image-store.ts';
 import { ImageLock } from './lock.ts';
@@ -35,6 +36,8 @@ export async function openImageFile(path: string, opts: ImageFileOptions = {}): 
 export interface ImageFileOptions extends OpenOptions {
   /** `none`: O_DIRECT where the filesystem allows it; `writeback` (default): buffered. */
   cache?: CacheMode;
+  /** Modes of the image file's inline I/O gates (default auto). */
+  inline?: InlineIoModes;
 }
 
 /** openImageFile, also saying how the file is accessed (O_DIRECT, or why `none` fell back). */
@@ -42,7 +45,7 @@ export async function openImage(path: string, opts: ImageFileOptions = {}): Prom
   const lock = await ImageLock.acquire(path);
   let storage: Storage | null = null;
   try {
-    const opened = await openFileStorage(path, { readOnly: opts.readOnly ?? false, cache: opts.cache ?? 'writeback' });
+    const opened = await openFileStorage(path, { readOnly: opts.readOnly ?? false, cache: opts.cache ?? 'writeback', inline: opts.inline });
     storage = opened.storage;
     const store = await ImageStore.open(storage, opts);
     store.onClose = () => lock.release();

@@ -1,67 +1,87 @@
-// The image lock: IMAGE.lock created exclusively, holding the owner's pid. Node has no flock, so a
-// lock whose pid is no longer alive is stale and is taken over. Opening an image twice in the same
-// process is refused too (the pid is alive: ours).
-import { open, readFile, unlink } from 'node:fs/promises';
+// The image lock: an exclusive OFD lock (fcntl F_OFD_SETLK, through src/storage/native-file.ts) on
+// IMAGE.lock, held by the open file for as long as the image is open. The kernel drops it when the
+// file is closed or the process dies, so a crashed daemon, or a recycled pid, never blocks the next
+// start. Opening an image twice in one process is refused too (each open is its own file
+// description). The file stays; it holds the owner's pid, which `holder()` reports only while the
+// lock is really held (the control channel uses it to find the daemon).
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { nativeFile } from '../storage/native-file.ts';
 import { IomapdError } from '../util/errors.ts';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+const LOCK_FILE_MODE = 0o644;
+
+function lockPath(imagePath: string): string {
+  return `${imagePath}.lock`;
+}
+
+/** The pid written in the lock file, or null when there is none (yet). */
+async function recordedPid(fh: FileHandle): Promise<number | null> {
+  const buf = Buffer.alloc(32);
+  const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+  const pid = Number.parseInt(buf.toString('utf8', 0, bytesRead), 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
 }
 
 export class ImageLock {
   readonly path: string;
-  private released = false;
+  readonly #fh: FileHandle;
+  #released = false;
 
-  private constructor(path: string) {
+  private constructor(path: string, fh: FileHandle) {
     this.path = path;
+    this.#fh = fh;
   }
 
   static async acquire(imagePath: string): Promise<ImageLock> {
-    const path = `${imagePath}.lock`;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fh = await open(path, 'wx');
-        await fh.writeFile(`${process.pid}\n`);
-        await fh.close();
-        return new ImageLock(path);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new IomapdError('IO', `cannot create lock ${path}: ${(err as Error).message}`, { cause: err });
-        }
-      }
-      let pid = NaN;
-      try {
-        pid = Number.parseInt(await readFile(path, 'utf8'), 10);
-      } catch {
-        // vanished between open and read: retry
-      }
-      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
-        throw new IomapdError('LOCKED', `${imagePath} is open in process ${pid}`);
-      }
-      await unlink(path).catch(() => {});
+    const path = lockPath(imagePath);
+    let fh: FileHandle;
+    try {
+      fh = await open(path, constants.O_RDWR | constants.O_CREAT, LOCK_FILE_MODE);
+    } catch (err) {
+      throw new IomapdError('IO', `cannot create lock ${path}: ${(err as Error).message}`, { cause: err });
     }
-    throw new IomapdError('LOCKED', `${imagePath} is locked (${path})`);
+    try {
+      if (!nativeFile.tryLock(fh.fd)) {
+        const pid = await recordedPid(fh).catch(() => null);
+        throw new IomapdError('LOCKED', pid === null ? `${imagePath} is locked (${path})` : `${imagePath} is open in process ${pid}`);
+      }
+      await fh.truncate(0);
+      await fh.write(`${process.pid}\n`, 0);
+      return new ImageLock(path, fh);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      if (err instanceof IomapdError) throw err;
+      throw new IomapdError('IO', `cannot take lock ${path}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
-  /** The live process holding `imagePath`'s lock, or null (no lock, or a stale one). */
+  /**
+   * The process holding `imagePath`'s lock, or null (no lock file, or nobody holds the lock). Asks
+   * with a shared lock, which needs only read access and is dropped at once.
+   */
   static async holder(imagePath: string): Promise<number | null> {
-    let pid = NaN;
+    let fh: FileHandle;
     try {
-      pid = Number.parseInt(await readFile(`${imagePath}.lock`, 'utf8'), 10);
+      fh = await open(lockPath(imagePath), 'r');
     } catch {
       return null;
     }
-    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+    try {
+      if (nativeFile.tryLock(fh.fd, true)) return null; // closing drops the probe's lock
+      return await recordedPid(fh);
+    } catch {
+      return null;
+    } finally {
+      await fh.close().catch(() => {});
+    }
   }
 
   async release(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
-    await unlink(this.path).catch(() => {});
+    if (this.#released) return;
+    this.#released = true;
+    // Forget our pid while still holding the lock, so nobody reads it as the next holder's.
+    await this.#fh.truncate(0).catch(() => {});
+    await this.#fh.close().catch(() => {});
   }
 }

@@ -14,7 +14,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { IomapdError } from '../util/errors.ts';
 import { alignedPool, SLOT_BYTES } from './aligned-pool.ts';
 import { FileHandleStorage } from './file-handle-storage.ts';
-import { poisonedError, storageError } from './storage.ts';
+import { storageError } from './storage.ts';
 
 const ALIGN = 512;
 
@@ -26,8 +26,8 @@ export class DirectFileStorage extends FileHandleStorage {
   unalignedWrites = 0;
   private rmw: Promise<void> = Promise.resolve();
 
-  private constructor(fh: FileHandle) {
-    super(fh);
+  private constructor(fh: FileHandle, name: string) {
+    super(fh, name);
   }
 
   /**
@@ -55,7 +55,7 @@ export class DirectFileStorage extends FileHandleStorage {
       await fh.close().catch(() => {});
       return { ok: false, reason: `O_DIRECT probe read: ${(err as Error).message}` };
     }
-    return { ok: true, storage: new DirectFileStorage(fh) };
+    return { ok: true, storage: new DirectFileStorage(fh, String(path)) };
   }
 
   async read(buf: Buffer, offset: number): Promise<void> {
@@ -75,12 +75,11 @@ export class DirectFileStorage extends FileHandleStorage {
         }
       });
     } catch (err) {
-      throw storageError(err, 'read');
+      throw storageError(err, `read ${this.name} at ${offset}`);
     }
   }
 
   async write(buf: Buffer, offset: number): Promise<void> {
-    if (this.poisoned) throw poisonedError();
     if (offset % ALIGN !== 0 || buf.length % ALIGN !== 0) return this.writeUnaligned(buf, offset);
     try {
       await alignedPool().with(async (slot) => {
@@ -92,7 +91,7 @@ export class DirectFileStorage extends FileHandleStorage {
         }
       });
     } catch (err) {
-      throw storageError(err, 'write');
+      throw storageError(err, `write ${this.name} at ${offset}`);
     }
   }
 

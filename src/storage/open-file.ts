@@ -2,15 +2,17 @@
 //   none      O_DIRECT (direct-file-storage.ts), if the filesystem passes the probe; else buffered
 //   writeback buffered through the page cache (file-storage.ts); durability still comes from
 //             fdatasync at FUA and FLUSH, so "writeback" loses nothing that was acknowledged durable
+// Either way the storage comes wrapped in the poison latch (poison-latch.ts).
+import type { InlineIoModes } from '../util/fd-io.ts';
 import { DirectFileStorage } from './direct-file-storage.ts';
 import { FileStorage } from './file-storage.ts';
-import type { Storage } from './storage.ts';
+import { PoisonLatch } from './poison-latch.ts';
 
 export type CacheMode = 'none' | 'writeback';
 export const CACHE_MODES: readonly CacheMode[] = ['none', 'writeback'];
 
 export interface OpenedFile {
-  readonly storage: Storage;
+  readonly storage: PoisonLatch;
   /** O_DIRECT is in use. */
   readonly direct: boolean;
   /** Why `none` fell back to buffered I/O (null when it did not). */
@@ -20,14 +22,15 @@ export interface OpenedFile {
 /** `openDirect` is replaceable so tests can make the probe fail on a filesystem that has O_DIRECT. */
 export async function openFileStorage(
   path: string,
-  opts: { readOnly?: boolean; cache?: CacheMode } = {},
+  opts: { readOnly?: boolean; cache?: CacheMode; inline?: InlineIoModes } = {},
   openDirect: typeof DirectFileStorage.open = (p, o) => DirectFileStorage.open(p, o),
 ): Promise<OpenedFile> {
   let fallback: string | null = null;
   if (opts.cache === 'none') {
     const direct = await openDirect(path, { readOnly: opts.readOnly ?? false });
-    if (direct.ok) return { storage: direct.storage, direct: true, fallback: null };
+    if (direct.ok) return { storage: new PoisonLatch(direct.storage), direct: true, fallback: null };
     fallback = direct.reason;
   }
-  return { storage: await FileStorage.open(path, { readOnly: opts.readOnly ?? false }), direct: false, fallback };
+  const buffered = await FileStorage.open(path, { readOnly: opts.readOnly ?? false, inline: opts.inline });
+  return { storage: new PoisonLatch(buffered), direct: false, fallback };
 }

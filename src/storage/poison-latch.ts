@@ -7,16 +7,27 @@
 // The caller that hit the failure still sees the real error (EIO or ENOSPC); only later callers
 // see STORAGE_POISONED.
 import { IomapdError } from '../util/errors.ts';
-import { type Storage, storageError } from './storage.ts';
+import { type Storage, type StorageExtent, storageError } from './storage.ts';
 
 export class PoisonLatch implements Storage {
   readonly inner: Storage;
   #failure: IomapdError | null = null;
   readonly readNow?: (buf: Buffer, offset: number) => boolean;
+  readonly punchHole?: (offset: number, length: number) => Promise<void>;
+  readonly extents?: (offset: number, length: number, max: number) => Promise<StorageExtent[] | null>;
 
   constructor(inner: Storage) {
     this.inner = inner;
+    // The optional calls exist here exactly when the inner storage has them.
     if (inner.readNow) this.readNow = inner.readNow.bind(inner);
+    if (inner.extents) this.extents = inner.extents.bind(inner);
+    const punch = inner.punchHole?.bind(inner);
+    if (punch) {
+      this.punchHole = async (offset, length) => {
+        this.refuseIfPoisoned();
+        await punch(offset, length);
+      };
+    }
   }
 
   /** Wraps `storage` unless it already is a latch. */

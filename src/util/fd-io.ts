@@ -2,16 +2,30 @@
 // cheaper than FileHandle.read/write (no FileHandle bookkeeping, no result object, a lighter request
 // wrap): about a microsecond less main-thread CPU per call (docs/PERFORMANCE.md). The caller keeps
 // the FileHandle open, and so the descriptor valid, for as long as it calls these.
-// Reads and writes the page cache can take at once run inline on the event loop when their gate
-// allows (src/util/inline-io.ts); everything else goes through libuv's thread pool.
+// Reads and writes the page cache can take at once run inline on the event loop when the caller's
+// gate allows (src/util/inline-io.ts); everything else goes through libuv's thread pool. Each file
+// storage owns its gates (InlineIoGates), so nothing here is process-wide state.
 // One object, so tests can spy on (or fail) the calls: vi.spyOn(fdIo, 'pwrite').
 import { read, readSync, write, writeSync } from 'node:fs';
 import { hrtime, resourceUsage } from 'node:process';
-import { InlineIoGate } from './inline-io.ts';
+import { InlineIoGate, type InlineIoMode } from './inline-io.ts';
 
-/** The process-wide gates; `iomapd serve --inline-reads / --inline-writes` set their modes. */
-export const inlineReads = new InlineIoGate('auto', () => resourceUsage().fsRead);
-export const inlineWrites = new InlineIoGate('auto', null);
+/** The modes a storage's gates start in (`iomapd serve --inline-reads / --inline-writes`). */
+export interface InlineIoModes {
+  readonly reads?: InlineIoMode;
+  readonly writes?: InlineIoMode;
+}
+
+/** One storage's pair of gates: reads judged by the block input count, writes by time alone. */
+export class InlineIoGates {
+  readonly reads: InlineIoGate;
+  readonly writes: InlineIoGate;
+
+  constructor(modes: InlineIoModes = {}) {
+    this.reads = new InlineIoGate(modes.reads ?? 'auto', () => resourceUsage().fsRead);
+    this.writes = new InlineIoGate(modes.writes ?? 'auto', null);
+  }
+}
 
 type SyncIo = (fd: number, buf: Buffer, offset: number, length: number, position: number) => number;
 
@@ -27,10 +41,10 @@ function gated(gate: InlineIoGate, io: SyncIo, fd: number, buf: Buffer, offset: 
 
 export const fdIo = {
   /** Reads up to `length` bytes at `position` into buf[offset...]; resolves with the count read. */
-  pread(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  pread(gate: InlineIoGate, fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     let n: number | null;
     try {
-      n = fdIo.preadNow(fd, buf, offset, length, position);
+      n = fdIo.preadNow(gate, fd, buf, offset, length, position);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -44,15 +58,15 @@ export const fdIo = {
    * Reads now, on this thread, when the gate admits it: the count read, or null when the read must
    * go through pread() instead. Throws what readSync throws.
    */
-  preadNow(fd: number, buf: Buffer, offset: number, length: number, position: number): number | null {
-    return gated(inlineReads, readSync, fd, buf, offset, length, position);
+  preadNow(gate: InlineIoGate, fd: number, buf: Buffer, offset: number, length: number, position: number): number | null {
+    return gated(gate, readSync, fd, buf, offset, length, position);
   },
 
   /** Writes up to `length` bytes of buf[offset...] at `position`; resolves with the count written. */
-  pwrite(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  pwrite(gate: InlineIoGate, fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     let n: number | null;
     try {
-      n = gated(inlineWrites, writeSync, fd, buf, offset, length, position);
+      n = gated(gate, writeSync, fd, buf, offset, length, position);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { FileStorage } from '../../src/storage/file-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import { inlineReads } from '../../src/util/fd-io.ts';
+import type { InlineIoGate } from '../../src/util/inline-io.ts';
 import { punch, writeBytes } from './support/mini-engine.ts';
 
 const B = 4096;
@@ -16,10 +16,14 @@ const B = 4096;
 describe('ImageStore.readNow', () => {
   let dir: string;
   let store: ImageStore;
+  /** The image file's own read gate (each file storage owns its gates). */
+  let inlineReads: InlineIoGate;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'iomapd-readnow-'));
-    store = await ImageStore.create(await FileStorage.open(join(dir, 'img'), { create: true }), { dataBytes: 4 << 20, journalBytes: 64 << 10 });
+    const file = await FileStorage.open(join(dir, 'img'), { create: true });
+    inlineReads = file.gates.reads;
+    store = await ImageStore.create(file, { dataBytes: 4 << 20, journalBytes: 64 << 10 });
     await store.createVolume('v', 64 * B);
     await store.createVolume('pre', 8 * B, { preallocate: true });
     await store.createVolume('tiny', 1024); // inline
@@ -29,7 +33,6 @@ describe('ImageStore.readNow', () => {
     await writeBytes(store, 'v', 20 * B, Buffer.alloc(B, 0x77)); // block 20 mapped, apart
   });
   afterEach(async () => {
-    inlineReads.mode = 'auto';
     await store.close();
     await rm(dir, { recursive: true, force: true });
   });

@@ -1,6 +1,6 @@
 // nbdinfo (libnbd) against iomapd: what a client learns in option mode (size, flags, block
 // sizes, the export list) and what block status reports (--map).
-import { writeFile, truncate } from 'node:fs/promises';
+import { open, writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MiB, VARIANTS, describeRun, requireTool, run, runOk, runPython, withIomapd, withTempDir } from './harness.ts';
@@ -154,17 +154,25 @@ h.shutdown()
   });
 
   // The raw-file backend does not depend on the variant's backend: run it with the memory ones.
-  if (backend === 'memory') it('maps a raw file as data and reports its size', async (ctx) => {
+  if (backend === 'memory') it('maps a sparse raw file: its holes as hole+zero, its data as data (SEEK_DATA), and reports its size', async (ctx) => {
     requireTool(ctx, 'nbdinfo');
     await withTempDir(async (dir) => {
       const file = join(dir, 'disk.raw');
       await writeFile(file, Buffer.alloc(MiB, 0x42));
-      await truncate(file, 24 * MiB); // the rest is a sparse tail
+      await truncate(file, 24 * MiB); // the rest is a sparse tail ...
+      const fh = await open(file, 'r+');
+      await fh.write(Buffer.alloc(MiB, 0x43), 0, MiB, 8 * MiB); // ... but for one MiB of data
+      await fh.close();
       await withIomapd({ transport, file, raw: true }, async (server) => {
         const info = await nbdinfoJson(server);
         expect(info.exports[0]!['export-size']).toBe(24 * MiB);
         const map = await allocationMap(server);
-        expect(map).toEqual([{ offset: 0, length: 24 * MiB, type: 0 }]);
+        expect(map).toEqual([
+          { offset: 0, length: MiB, type: 0 },
+          { offset: MiB, length: 7 * MiB, type: 3 },
+          { offset: 8 * MiB, length: MiB, type: 0 },
+          { offset: 9 * MiB, length: 15 * MiB, type: 3 },
+        ]);
       });
     });
   });

@@ -1,10 +1,11 @@
 // The behaviour every BlockDevice backend shares, checked against a plain Buffer as the model:
 // each row applies a list of operations to both and then compares the whole device.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { BlockDevice } from '../../../src/engine/block-device.ts';
 import { DEFAULT_BLOCK_SIZES } from '../../../src/engine/block-sizes.ts';
 import { MemoryDevice } from '../../../src/devices/memory-device.ts';
 import { RawFileDevice } from '../../../src/devices/raw-file-device.ts';
+import { nativeFile } from '../../../src/storage/native-file.ts';
 import { KiB, MiB, isAllZero, makeTempDir, pattern } from './device-fixtures.ts';
 
 const SIZE = MiB;
@@ -14,15 +15,16 @@ interface Backend {
   make(): Promise<{ device: BlockDevice; cleanup: () => Promise<void> }>;
 }
 
-async function rawFile(extra: { fallocateCommand?: string }) {
+/** A raw file device; `punch: false` makes every hole punch fail, as on a filesystem without it. */
+async function rawFile({ punch }: { punch: boolean }) {
   const temp = await makeTempDir();
+  const refused = punch ? null : vi.spyOn(nativeFile, 'punchHole').mockRejectedValue(Object.assign(new Error('EOPNOTSUPP'), { code: 'EOPNOTSUPP' }));
   const device = await RawFileDevice.open(`${temp.dir}/disk.img`, {
     readOnly: false,
     createSize: SIZE,
     punchMinLength: 4 * KiB,
-    ...extra,
   });
-  return { device, cleanup: async () => { await device.close(); await temp.remove(); } };
+  return { device, cleanup: async () => { refused?.mockRestore(); await device.close(); await temp.remove(); } };
 }
 
 const backends: Backend[] = [
@@ -33,8 +35,8 @@ const backends: Backend[] = [
       return { device, cleanup: () => device.close() };
     },
   },
-  { name: 'raw file (hole punching)', make: () => rawFile({}) },
-  { name: 'raw file (zero writes only)', make: () => rawFile({ fallocateCommand: '/nonexistent/fallocate' }) },
+  { name: 'raw file (hole punching)', make: () => rawFile({ punch: true }) },
+  { name: 'raw file (zero writes only)', make: () => rawFile({ punch: false }) },
 ];
 
 type Op =

@@ -1,15 +1,16 @@
 // What only the raw file device does: opening and creating files, durability through fdatasync,
 // refusing writes after a failed sync, hole punching with its fallback, and error mapping.
 // Failures are injected by spying on the FileHandle prototype, which every handle shares (datasync),
-// and on fdIo (the positional reads and writes).
+// on fdIo (the positional reads and writes) and on nativeFile (hole punching, SEEK_DATA).
 import { execFile as execFileCb } from 'node:child_process';
 import { chmod, open, readFile, readlink, stat, truncate, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RawFileDevice } from '../../../src/devices/raw-file-device.ts';
 import { isIomapdError } from '../../../src/util/errors.ts';
-import { fdIo, inlineReads } from '../../../src/util/fd-io.ts';
+import { nativeFile } from '../../../src/storage/native-file.ts';
+import { fdIo } from '../../../src/util/fd-io.ts';
 import { KiB, MiB, isAllZero, makeTempDir, pattern } from './device-fixtures.ts';
 
 const execFile = promisify(execFileCb);
@@ -144,8 +145,8 @@ describe('RawFileDevice I/O', () => {
     // Pass at most 1000 bytes on to the real positional read/write, as a short transfer would.
     const realRead = fdIo.pread;
     const realWrite = fdIo.pwrite;
-    const reads = vi.spyOn(fdIo, 'pread').mockImplementation((fd, b, o, l, p) => realRead(fd, b, o, Math.min(l, 1000), p));
-    const writes = vi.spyOn(fdIo, 'pwrite').mockImplementation((fd, b, o, l, p) => realWrite(fd, b, o, Math.min(l, 1000), p));
+    const reads = vi.spyOn(fdIo, 'pread').mockImplementation((g, fd, b, o, l, p) => realRead(g, fd, b, o, Math.min(l, 1000), p));
+    const writes = vi.spyOn(fdIo, 'pwrite').mockImplementation((g, fd, b, o, l, p) => realWrite(g, fd, b, o, Math.min(l, 1000), p));
     await device.write(pattern(10 * KiB, 4), 512, { fua: false });
     expect(writes.mock.calls.length).toBe(11);
     const back = Buffer.alloc(10 * KiB);
@@ -175,10 +176,49 @@ describe('RawFileDevice I/O', () => {
     expect(device.poisoned).toBe(false);
   });
 
-  it('reports everything as data in one extent', async () => {
+});
+
+describe('RawFileDevice block status', () => {
+  it('reports the holes of a sparse file (SEEK_DATA / SEEK_HOLE) as hole+zero, and data as data', async () => {
+    const { device } = await createDevice(MiB);
+    expect(device.capabilities.sparse).toBe(true);
+    await device.write(pattern(8 * KiB, 1), 64 * KiB, { fua: false });
+    await device.write(pattern(4 * KiB, 2), MiB - 4 * KiB, { fua: false });
+    expect(await device.blockStatus(0, MiB)).toEqual([
+      { length: 64 * KiB, hole: true, zero: true },
+      { length: 8 * KiB, hole: false, zero: false },
+      { length: MiB - 76 * KiB, hole: true, zero: true },
+      { length: 4 * KiB, hole: false, zero: false },
+    ]);
+    // A range inside one run is one extent of exactly that range.
+    expect(await device.blockStatus(66 * KiB, 2 * KiB)).toEqual([{ length: 2 * KiB, hole: false, zero: false }]);
+    expect(await device.blockStatus(512, 1024)).toEqual([{ length: 1024, hole: true, zero: true }]);
+  });
+
+  it('answers at most a few dozen extents per call, contiguous from the offset', async () => {
+    const { device } = await createDevice(4 * MiB);
+    // 200 data runs with holes between: far more than one answer carries.
+    for (let i = 0; i < 200; i++) await device.write(pattern(4 * KiB, i), i * 16 * KiB, { fua: false });
+    const seeks = vi.spyOn(nativeFile, 'seekData');
+    const extents = await device.blockStatus(0, 4 * MiB);
+    expect(extents.length).toBeGreaterThan(1);
+    expect(extents.length).toBeLessThanOrEqual(32);
+    expect(seeks.mock.calls.length).toBeLessThanOrEqual(32);
+    expect(extents.reduce((n, e) => n + e.length, 0)).toBeLessThan(4 * MiB);
+    expect(extents[0]).toEqual({ length: 4 * KiB, hole: false, zero: false });
+    expect(extents[1]).toEqual({ length: 12 * KiB, hole: true, zero: true });
+  });
+
+  it('falls back to everything data where lseek cannot tell holes (EINVAL, ENOTSUP)', async () => {
+    vi.spyOn(nativeFile, 'seekData').mockRejectedValue(errnoError('EINVAL'));
     const { device } = await createDevice();
-    expect(await device.blockStatus(4 * KiB, 100 * KiB)).toEqual([{ length: 100 * KiB, hole: false, zero: false }]);
     expect(device.capabilities.sparse).toBe(false);
+    expect(await device.blockStatus(4 * KiB, 100 * KiB)).toEqual([{ length: 100 * KiB, hole: false, zero: false }]);
+    vi.restoreAllMocks();
+    const other = await createDevice();
+    expect(other.device.capabilities.sparse).toBe(true);
+    vi.spyOn(nativeFile, 'seekData').mockRejectedValue(errnoError('ENOTSUP'));
+    expect(await other.device.blockStatus(0, MiB)).toEqual([{ length: MiB, hole: false, zero: false }]);
   });
 });
 
@@ -251,21 +291,9 @@ describe('RawFileDevice durability', () => {
 });
 
 describe('RawFileDevice zeroing', () => {
-  let fakes: { dir: string; remove: () => Promise<void> };
-  beforeEach(async () => {
-    fakes = await makeTempDir();
-  });
-  afterEach(async () => {
-    await fakes.remove();
-  });
-
-  /** A stand-in for fallocate that logs its arguments and exits with `status`. */
-  async function fakeFallocate(status: number): Promise<{ command: string; calls: () => Promise<string[]> }> {
-    const command = `${fakes.dir}/fallocate-${status}`;
-    const log = `${fakes.dir}/calls-${status}.log`;
-    await writeFile(command, `#!/bin/sh\necho "$*" >> '${log}'\nexit ${status}\n`, { mode: 0o755 });
-    const calls = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
-    return { command, calls };
+  /** Makes every hole punch fail as a filesystem without PUNCH_HOLE would (EOPNOTSUPP). */
+  function punchUnsupported() {
+    return vi.spyOn(nativeFile, 'punchHole').mockRejectedValue(errnoError('EOPNOTSUPP'));
   }
 
   async function filledDevice(extra: Partial<Parameters<typeof RawFileDevice.open>[1]> = {}) {
@@ -291,45 +319,36 @@ describe('RawFileDevice zeroing', () => {
     expect(after.equals(pattern(4 * MiB, 7).subarray(3 * MiB))).toBe(true);
   });
 
-  it('punches the file it holds through /proc, with the documented arguments', async () => {
-    const fake = await fakeFallocate(0);
-    const { path, device } = await filledDevice({ fallocateCommand: fake.command });
+  it('punches the file it holds, in this process, over exactly the range asked', async () => {
+    const { path, device } = await filledDevice();
+    const punches = vi.spyOn(nativeFile, 'punchHole');
     await device.trim(MiB, 2 * MiB, { fua: false });
     await device.zero(0, MiB, { fua: false, mayTrim: true, fast: true });
-    const calls = await fake.calls();
-    const procPath = `/proc/${process.pid}/fd/`;
-    expect(calls).toEqual([
-      expect.stringMatching(`^--punch-hole --keep-size --offset ${MiB} --length ${2 * MiB} ${procPath}\\d+$`),
-      expect.stringMatching(`^--punch-hole --keep-size --offset 0 --length ${MiB} ${procPath}\\d+$`),
-    ]);
-    expect(await readlink(calls[0]!.split(' ').at(-1)!)).toBe(path);
+    expect(punches.mock.calls.map(([, offset, length]) => [offset, length])).toEqual([[MiB, 2 * MiB], [0, MiB]]);
+    const fd = punches.mock.calls[0]![0];
+    expect(await readlink(`/proc/self/fd/${fd}`)).toBe(path);
   });
 
   it('writes zeroes instead of punching short ranges and NO_HOLE zeroes', async () => {
-    const fake = await fakeFallocate(0);
-    const { device } = await filledDevice({ fallocateCommand: fake.command });
+    const { device } = await filledDevice();
+    const punches = vi.spyOn(nativeFile, 'punchHole');
     await device.trim(0, 32 * KiB, { fua: false });
     await device.zero(MiB, 2 * MiB, { fua: false, mayTrim: false, fast: false });
-    expect(await fake.calls()).toEqual([]);
+    expect(punches).not.toHaveBeenCalled();
     await expectZeroes(device, 0, 32 * KiB);
     await expectZeroes(device, MiB, 2 * MiB);
   });
 
-  it('falls back to writing zeroes when fallocate fails, and stops trying it', async () => {
-    const fake = await fakeFallocate(1);
-    const { path, device } = await filledDevice({ fallocateCommand: fake.command });
+  it('falls back to writing zeroes when punching fails, and stops trying it', async () => {
+    const { path, device } = await filledDevice();
+    const punches = punchUnsupported();
     const before = await allocatedBytes(path);
     await device.trim(MiB, MiB, { fua: false });
     await device.zero(2 * MiB, MiB, { fua: false, mayTrim: true, fast: false });
-    expect(await fake.calls()).toHaveLength(1);
-    await expectZeroes(device, MiB, 2 * MiB);
-    expect(await allocatedBytes(path)).toBe(before);
-  });
-
-  it('falls back to writing zeroes when fallocate is missing', async () => {
-    const { device } = await filledDevice({ fallocateCommand: `${fakes.dir}/no-such-fallocate` });
     await device.trim(0, 3 * MiB + 512, { fua: true });
+    expect(punches).toHaveBeenCalledTimes(1);
     await expectZeroes(device, 0, 3 * MiB + 512);
+    expect(await allocatedBytes(path)).toBe(before);
   });
 
   it('does FAST_ZERO only by punching, failing up front otherwise', async () => {
@@ -349,13 +368,25 @@ describe('RawFileDevice zeroing', () => {
 
   it('refuses FAST_ZERO when punching fails or is unavailable', async () => {
     const fast = { fua: false, fast: true, mayTrim: true };
-    const failing = await fakeFallocate(1);
-    const { device } = await filledDevice({ fallocateCommand: failing.command });
+    const { device } = await filledDevice();
+    const punches = punchUnsupported();
     expect(await codeOf(device.zero(0, MiB, fast))).toBe('FAST_ZERO_UNAVAILABLE');
     expect(await codeOf(device.zero(0, MiB, fast))).toBe('FAST_ZERO_UNAVAILABLE');
-    expect(await failing.calls()).toHaveLength(1);
-    const missing = await filledDevice({ fallocateCommand: `${fakes.dir}/no-such-fallocate`, punchMinLength: 0 });
-    expect(await codeOf(missing.device.zero(0, 4 * KiB, fast))).toBe('FAST_ZERO_UNAVAILABLE');
+    expect(punches).toHaveBeenCalledTimes(1);
+    const kept = Buffer.alloc(MiB);
+    await device.read(kept, 0);
+    expect(kept.equals(pattern(4 * MiB, 7).subarray(0, MiB))).toBe(true);
+    const unpunchable = await filledDevice({ punchMinLength: 0 });
+    await unpunchable.device.trim(0, 512, { fua: false }); // the failed punch that rules punching out
+    expect(await codeOf(unpunchable.device.zero(0, 4 * KiB, fast))).toBe('FAST_ZERO_UNAVAILABLE');
+  });
+
+  it('a punch refused because the device is poisoned is not mistaken for a filesystem without holes', async () => {
+    const { device } = await filledDevice();
+    vi.spyOn(fileHandleProto, 'datasync').mockRejectedValueOnce(errnoError('EIO'));
+    expect(await codeOf(device.flush())).toBe('IO');
+    expect(await codeOf(device.trim(0, MiB, { fua: false }))).toBe('STORAGE_POISONED');
+    expect(await codeOf(device.zero(0, MiB, { fua: false, fast: true, mayTrim: true }))).toBe('STORAGE_POISONED');
   });
 });
 
@@ -388,28 +419,35 @@ describe('RawFileDevice on a block device', () => {
 });
 
 describe('readNow (the synchronous read fast path)', () => {
-  afterEach(() => {
-    inlineReads.mode = 'auto';
-  });
-
   it('reads the bytes now when the gate admits, and declines (doing nothing) when it does not', async () => {
     const { device } = await createDevice(MiB);
     const data = pattern(64 * KiB, 5);
     await device.write(data, 128 * KiB, { fua: false });
-    inlineReads.mode = 'always';
+    device.gates.reads.mode = 'always';
     const into = Buffer.alloc(64 * KiB);
     expect(device.readNow(into, 128 * KiB)).toBe(true);
     expect(into.equals(data)).toBe(true);
-    inlineReads.mode = 'never';
+    device.gates.reads.mode = 'never';
     const untouched = Buffer.alloc(4 * KiB, 0xaa);
     expect(device.readNow(untouched, 128 * KiB)).toBe(false);
     expect(untouched.every((b) => b === 0xaa)).toBe(true);
   });
 
+  it('takes its gate modes from the open options, each device its own gates', async () => {
+    const pooled = await createDevice(MiB, { inline: { reads: 'never' } });
+    const inline = await createDevice(MiB, { inline: { reads: 'always' } });
+    await pooled.device.write(pattern(4 * KiB, 3), 0, { fua: false });
+    await inline.device.write(pattern(4 * KiB, 3), 0, { fua: false });
+    expect(pooled.device.readNow(Buffer.alloc(4 * KiB), 0)).toBe(false);
+    expect(inline.device.readNow(Buffer.alloc(4 * KiB), 0)).toBe(true);
+    expect(pooled.device.gates.reads.mode).toBe('never');
+    expect(pooled.device.gates.writes.mode).toBe('auto');
+  });
+
   it('a file that shrank under it is an IO error, not zeros', async () => {
     const { path, device } = await createDevice(MiB);
     await truncate(path, 512 * KiB);
-    inlineReads.mode = 'always';
+    device.gates.reads.mode = 'always';
     let code = 'none';
     try {
       device.readNow(Buffer.alloc(4 * KiB), 768 * KiB);

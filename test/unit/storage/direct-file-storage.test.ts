@@ -12,6 +12,8 @@ import { seededRandom } from '../../support/seeded-random.ts';
 import { DirectFileStorage } from '../../../src/storage/direct-file-storage.ts';
 import { MemoryStorage } from '../../../src/storage/memory-storage.ts';
 import { openFileStorage } from '../../../src/storage/open-file.ts';
+import { PoisonLatch } from '../../../src/storage/poison-latch.ts';
+import type { Storage } from '../../../src/storage/storage.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -129,7 +131,11 @@ describe('O_DIRECT file storage', () => {
     await dev.flush();
     const before = Buffer.alloc(200 * B);
     await dev.read(before, 0);
-    expect(((store as unknown as { storage: DirectFileStorage }).storage).unalignedWrites).toBe(0);
+    // The store holds the O_DIRECT storage through the poison latch openFileStorage wraps it in.
+    const held = (store as unknown as { storage: Storage }).storage;
+    const direct = (held instanceof PoisonLatch ? held.inner : held) as DirectFileStorage;
+    expect(direct).toBeInstanceOf(DirectFileStorage);
+    expect(direct.unalignedWrites).toBe(0);
     await engine.close();
 
     const again = await openImage(path, { cache: 'writeback' });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InlineIoGate } from '../../../src/util/inline-io.ts';
-import { fdIo, inlineReads, inlineWrites } from '../../../src/util/fd-io.ts';
+import { fdIo, InlineIoGates } from '../../../src/util/fd-io.ts';
 
 const ms = (n: number): bigint => BigInt(n) * 1_000_000n;
 const us = (n: number): bigint => BigInt(n) * 1_000n;
@@ -89,8 +89,6 @@ describe('InlineIoGate', () => {
 describe('fdIo.pread', () => {
   let dir: string;
   afterEach(async () => {
-    inlineReads.mode = 'auto';
-    inlineWrites.mode = 'auto';
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -100,18 +98,18 @@ describe('fdIo.pread', () => {
     const data = Buffer.alloc(64 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
     await writeFile(path, data);
-    inlineReads.mode = mode;
+    const inlineReads = new InlineIoGates({ reads: mode }).reads;
     const before = { inline: inlineReads.inline, pooled: inlineReads.pooled };
     const fd = openSync(path, 'r');
     try {
       const buf = Buffer.alloc(5000);
-      expect(await fdIo.pread(fd, buf, 100, 4096, 12_345)).toBe(4096);
+      expect(await fdIo.pread(inlineReads, fd, buf, 100, 4096, 12_345)).toBe(4096);
       expect(buf.subarray(100, 4196).equals(data.subarray(12_345, 12_345 + 4096))).toBe(true);
-      expect(await fdIo.pread(fd, buf, 0, 4096, data.length - 10)).toBe(10);
+      expect(await fdIo.pread(inlineReads, fd, buf, 0, 4096, data.length - 10)).toBe(10);
     } finally {
       closeSync(fd);
     }
-    await expect(fdIo.pread(fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await expect(fdIo.pread(inlineReads, fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
     const counted = mode === 'always' ? inlineReads.inline - before.inline : inlineReads.pooled - before.pooled;
     expect(counted).toBe(3);
   });
@@ -120,16 +118,16 @@ describe('fdIo.pread', () => {
     dir = await mkdtemp(join(tmpdir(), 'iomapd-fdio-'));
     const path = join(dir, 'f');
     await writeFile(path, Buffer.alloc(16 * 1024));
-    inlineWrites.mode = mode;
+    const inlineWrites = new InlineIoGates({ writes: mode }).writes;
     const before = { inline: inlineWrites.inline, pooled: inlineWrites.pooled };
     const fd = openSync(path, 'r+');
     try {
       const data = Buffer.alloc(6000, 0x3c);
-      expect(await fdIo.pwrite(fd, data, 1000, 4096, 8192)).toBe(4096);
+      expect(await fdIo.pwrite(inlineWrites, fd, data, 1000, 4096, 8192)).toBe(4096);
     } finally {
       closeSync(fd);
     }
-    await expect(fdIo.pwrite(fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
+    await expect(fdIo.pwrite(inlineWrites, fd, Buffer.alloc(512), 0, 512, 0)).rejects.toMatchObject({ code: 'EBADF' });
     const back = await readFile(path);
     expect(back.subarray(8192, 8192 + 4096).every((b) => b === 0x3c)).toBe(true);
     expect(back.subarray(0, 8192).every((b) => b === 0)).toBe(true);
