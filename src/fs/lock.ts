@@ -10,6 +10,9 @@ import { nativeFile } from '../storage/native-file.ts';
 import { IomapdError } from '../util/errors.ts';
 
 const LOCK_FILE_MODE = 0o644;
+/** holder() probes with a brief shared lock; a start that meets one tries again this often. */
+const LOCK_ATTEMPTS = 5;
+const LOCK_RETRY_MS = 20;
 
 function lockPath(imagePath: string): string {
   return `${imagePath}.lock`;
@@ -21,6 +24,15 @@ async function recordedPid(fh: FileHandle): Promise<number | null> {
   const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
   const pid = Number.parseInt(buf.toString('utf8', 0, bytesRead), 10);
   return Number.isInteger(pid) && pid > 0 ? pid : null;
+}
+
+/** Takes the exclusive lock, trying again briefly in case a holder() probe holds it for a moment. */
+async function tryLockSoon(fd: number): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    if (nativeFile.tryLock(fd)) return true;
+    if (attempt === LOCK_ATTEMPTS) return false;
+    await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
+  }
 }
 
 export class ImageLock {
@@ -42,7 +54,7 @@ export class ImageLock {
       throw new IomapdError('IO', `cannot create lock ${path}: ${(err as Error).message}`, { cause: err });
     }
     try {
-      if (!nativeFile.tryLock(fh.fd)) {
+      if (!(await tryLockSoon(fh.fd))) {
         const pid = await recordedPid(fh).catch(() => null);
         throw new IomapdError('LOCKED', pid === null ? `${imagePath} is locked (${path})` : `${imagePath} is open in process ${pid}`);
       }

@@ -2,7 +2,7 @@
 // and a damaged image (another signature of the format still there) is refused with the repair
 // command. Runs the real CLI (`node src/cli/main.ts`) as a child; sizes are read with the in-process
 // NBD client.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -168,30 +168,6 @@ describe('iomapd serve FILE: no implicit raw', () => {
   }, 90_000);
 });
 
-/** Starts `serve ARGS --socket S` and resolves once it listens; the caller stops it. */
-async function startServe(args: readonly string[]): Promise<{ child: ChildProcess; closed: Promise<number | null>; output: () => string }> {
-  const socket = freshSocket();
-  const child = spawn(nodeBin, [MAIN, 'serve', ...args, '--socket', socket], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const closed = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
-  await new Promise<void>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no "listening" within 20 s:\n${out}`)), 20_000);
-    child.stdout!.on('data', () => {
-      if (out.includes('"listening"')) {
-        clearTimeout(timer);
-        ready();
-      }
-    });
-    void closed.then((code) => {
-      clearTimeout(timer);
-      fail(new Error(`serve exited (${code}) before listening:\n${out}`));
-    });
-  });
-  return { child, closed, output: () => out };
-}
-
 describe('iomapd serve IMAGE: the image lock is held by the kernel, not guessed from a pid', () => {
   it('serves an image whose .lock names a live unrelated process (a recycled pid)', async () => {
     const img = join(dir, 'recycled.iomapd');
@@ -208,18 +184,17 @@ describe('iomapd serve IMAGE: the image lock is held by the kernel, not guessed 
   it('refuses a second serve of a served image with LOCKED, and serves it again after kill -9 of the daemon', async () => {
     const img = join(dir, 'killed.iomapd');
     expect(iomapd(['create', img, '--size', '8M']).code).toBe(0);
-    const first = await startServe([img]);
+    const first = await Daemon.start([img, '--socket', freshSocket()]);
     try {
       const r = serveRefused([img]);
       expect(r.code).toBe(1);
-      expect(r.err).toContain(`LOCKED: ${img} is open in process ${first.child.pid}`);
+      expect(r.err).toContain(`LOCKED: ${img} is open in process ${first.pid}`);
       expect(existsSync(r.socket)).toBe(false);
     } finally {
-      first.child.kill('SIGKILL');
-      await first.closed;
+      await first.kill();
     }
     // The crashed daemon's pid is still in the lock file, but the kernel dropped its lock.
-    expect((await readFile(`${img}.lock`, 'utf8')).trim()).toBe(String(first.child.pid));
+    expect((await readFile(`${img}.lock`, 'utf8')).trim()).toBe(String(first.pid));
     expect(await servedSize([img])).toBeGreaterThan(0);
   }, 90_000);
 });
