@@ -18,8 +18,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
-# The base image's unprivileged `node` user owns the data volume. util-linux (fallocate for
-# hole punching, blockdev for sizing block devices) is already in the base image.
+# The base image's unprivileged `node` user owns the data volume. util-linux (blockdev, for
+# sizing block devices) is already in the base image; hole punching and locks are native calls.
 RUN mkdir /data && chown node:node /data
 USER node
 VOLUME /data
