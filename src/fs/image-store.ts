@@ -15,12 +15,12 @@
 import { randomBytes } from 'node:crypto';
 import { IomapdError, fail } from '../util/errors.ts';
 import type { Storage } from '../storage/storage.ts';
-import { Allocator, type Run, type SpaceReservation } from './allocator.ts';
+import { Allocator, type SpaceReservation } from './allocator.ts';
 import { checkpointSize, decodeCheckpoint, encodeCheckpoint } from './checkpoint-codec.ts';
 import { checksum } from '../util/checksum.ts';
 import { type CheckReport, verifyMetadata } from './check.ts';
 import { committedFree } from './committed-free.ts';
-import { ExtentKind } from './extent.ts';
+import { ExtentKind, type Run } from './extent.ts';
 import {
   FORMAT_VERSION,
   INLINE_MAX,
