@@ -5,7 +5,7 @@
 // connections use cannot be removed or resized (BUSY): an NBD client cannot be told that its
 // disk went away or changed size, so the operator disconnects it first.
 import type { Engine } from '../engine/engine.ts';
-import type { VolumeInfo } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';

@@ -1,6 +1,7 @@
 // ImageAdmin on an image no daemon holds: this process opens it (taking its lock) for the command.
 import { openImageFile } from '../fs/image-file.ts';
-import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import type { ImageStore } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';

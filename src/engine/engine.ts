@@ -3,7 +3,8 @@
 // requests share: the range lock (Z6) and the write gate that structural operations drain (K2).
 //
 // Lock order: write gate, then range lock, then the store (whose begin/end never wait on us).
-import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import type { ImageStore } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { Logger } from '../util/log.ts';
 import { newCounters, type VolumeCounters } from './counters.ts';
 import { RangeLock } from './range-lock.ts';

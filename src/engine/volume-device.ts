@@ -3,7 +3,7 @@
 // rounded out to allocation blocks (Z6) until their completion stage is done, then run the
 // durability step outside the lock (D2-D4). Reads take no lock; the store pins what they read.
 import type { SpaceReservation } from '../fs/allocator.ts';
-import type { VolumeInfo } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
 import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, MappingExtent, WriteOptions, ZeroOptions } from './block-device.ts';
