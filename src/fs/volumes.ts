@@ -48,6 +48,11 @@ export class Volumes {
     this.data = data;
   }
 
+  /** The whole image is open read-only: every volume is served read-only. */
+  get imageReadOnly(): boolean {
+    return this.state.readOnly;
+  }
+
   /** O(1): no map walk. NOT_FOUND if there is no such volume. */
   facts(name: string): VolumeFacts {
     return factsOf(this.state.volumeByName(name));

@@ -130,7 +130,7 @@ describe('O_DIRECT file storage', () => {
     const before = Buffer.alloc(200 * B);
     await dev.read(before, 0);
     expect(((store as unknown as { storage: DirectFileStorage }).storage).unalignedWrites).toBe(0);
-    await engine.close();
+    await store.close();
 
     const again = await openImage(path, { cache: 'writeback' });
     expect(again.store.verify().errors).toEqual([]);
