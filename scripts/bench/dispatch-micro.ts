@@ -64,7 +64,7 @@ async function measure(name: string, device: BlockDevice, type: number): Promise
   for (let at = 0; at < dev.size; at += 1 << 20) await dev.write(Buffer.alloc(1 << 20, 1), at, { fua: false });
   await measure('memory image read', dev, Cmd.READ);
   await measure('memory image write', dev, Cmd.WRITE);
-  await engine.close();
+  await store.close();
 }
 const mem = new MemoryDevice({ size: 1 << 30, readOnly: false });
 await measure('memory read', mem, Cmd.READ);
@@ -76,7 +76,7 @@ await rawDev.close();
   const store = await openImageFile(image, { readOnly: true });
   const engine = new Engine(store, null);
   await measure('image volume read', engine.device('default'), Cmd.READ);
-  await engine.close();
+  await store.close();
 }
 const scratch = join(cfg.dir, 'work', 'micro.iomapd');
 await copyFile(image, scratch);
@@ -84,7 +84,7 @@ try {
   const store = await openImageFile(scratch);
   const engine = new Engine(store, null);
   await measure('image volume write', engine.device('default'), Cmd.WRITE);
-  await engine.close();
+  await store.close();
   const rawCopy = join(cfg.dir, 'work', 'micro.raw');
   await copyFile(raw, rawCopy);
   const rw = await RawFileDevice.open(rawCopy, { readOnly: false });

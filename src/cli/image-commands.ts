@@ -7,7 +7,7 @@ import { IomapdError } from '../util/errors.ts';
 import type { ImageAdmin } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
 import { checkImageFile, createImageFile } from '../fs/image-file.ts';
-import type { VolumeInfo } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 

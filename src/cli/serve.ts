@@ -7,7 +7,7 @@ import { MemoryDevice } from '../devices/memory-device.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
 import { ControlServer, controlPath } from '../control/control-server.ts';
 import { DaemonAdmin } from '../control/daemon-admin.ts';
-import { Engine } from '../engine/engine.ts';
+import { ServedImage } from '../control/served-image.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
@@ -93,7 +93,7 @@ interface Served {
   exports: Array<{ name: string; device: BlockDevice }>;
   what: string;
   /** Set when serving an image: the control channel works on it. */
-  image?: { path: string; engine: Engine; io: ImageIo };
+  image?: { path: string; served: ServedImage; io: ImageIo };
   close(): Promise<void>;
 }
 
@@ -149,9 +149,11 @@ async function requireImage(path: string, shown: string, options: ServeOptions):
   throw new IomapdError('BAD_MAGIC', `${shown} is not an iomapd image; pass --raw to serve it as a raw disk`);
 }
 
+/** The served image owns the store from here on: Served.close() is the one place it closes. */
 function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
-  const engine = new Engine(store, null);
-  const volumes = store.listVolumes().map((v) => v.name);
+  const served = new ServedImage(store, null);
+  const { engine } = served;
+  const volumes = store.volumes.list().map((v) => v.name);
   const names = options.export.length > 0 ? options.export : volumes;
   for (const n of names) if (!volumes.includes(n)) throw new IomapdError('NOT_FOUND', `image ${path} has no volume "${n}"`);
   // The default export "" reaches the first one added: 'default' if it is served.
@@ -160,7 +162,7 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
     const device = engine.device(name);
     return { name, device: options.readOnly ? readOnlyView(device) : device };
   });
-  return { exports, what: path, image: { path, engine, io }, close: () => engine.close() };
+  return { exports, what: path, image: { path, served, io }, close: () => served.close() };
 }
 
 /** --read-only over an image: the same device, refusing writes at validation (EPERM). */
@@ -216,7 +218,7 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   stopOnSignals(log, async () => {
     await control?.close();
     await server.shutdown();
-    // The engine may outlive every export (all volumes removed): close the store explicitly.
+    // The store's one owner closes it (devices never do, and every export may be gone).
     await served.close();
   });
 }
@@ -230,7 +232,7 @@ function logImageIo(io: ImageIo, options: ServeOptions, log: Logger): void {
 
 /** The control channel next to the image; without it the daemon still serves (one warning). */
 async function startControl(image: NonNullable<Served['image']>, registry: ExportRegistry, server: NbdServer, options: ServeOptions, log: Logger): Promise<ControlServer | null> {
-  const admin = new DaemonAdmin({ engine: image.engine, registry, server, description: options.description ?? '', log });
+  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', log });
   try {
     const control = await ControlServer.listen(controlPath(image.path), admin, log);
     log.info({ control: control.path }, 'control channel listening');

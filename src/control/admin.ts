@@ -2,7 +2,8 @@
 // image is idle: LocalAdmin opens it), or a running daemon (RemoteAdmin over IMAGE.ctl, answered
 // by DaemonAdmin inside the daemon). The CLI only parses and prints around these calls.
 import type { VolumeCounters } from '../engine/counters.ts';
-import type { StoreStats, VolumeInfo } from '../fs/image-store.ts';
+import type { StoreStats } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 
 export interface ImageInfo {

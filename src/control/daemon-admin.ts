@@ -4,9 +4,9 @@
 // snapshots and clones become exports; a deleted volume stops being one. A volume that NBD
 // connections use cannot be removed or resized (BUSY): an NBD client cannot be told that its
 // disk went away or changed size, so the operator disconnects it first.
-import type { Engine } from '../engine/engine.ts';
-import type { VolumeInfo } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import type { ServedImage } from './served-image.ts';
 import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';
 import { IomapdError } from '../util/errors.ts';
@@ -14,7 +14,8 @@ import type { Logger } from '../util/log.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
 
 export interface DaemonParts {
-  readonly engine: Engine;
+  /** The image the daemon serves (its owner closes it, not the control channel). */
+  readonly image: ServedImage;
   readonly registry: ExportRegistry;
   readonly server: NbdServer;
   /** The description new exports get (serve's --description). */
@@ -38,12 +39,12 @@ export class DaemonAdmin implements ImageAdmin {
   }
 
   async listVolumes(): Promise<VolumeInfo[]> {
-    return this.parts.engine.store.listVolumes();
+    return this.parts.image.volumes.list();
   }
 
   createVolume(name: string, size: number, opts: CreateVolumeOptions): Promise<VolumeInfo> {
     return this.serial(async () => {
-      const info = await this.parts.engine.store.createVolume(name, size, opts);
+      const info = await this.parts.image.volumes.create(name, size, opts);
       this.exportVolume(name);
       return info;
     });
@@ -53,7 +54,7 @@ export class DaemonAdmin implements ImageAdmin {
     return this.serial(async () => {
       const exp = this.unexport(name);
       try {
-        await this.parts.engine.deleteVolume(name);
+        await this.parts.image.engine.deleteVolume(name);
       } catch (err) {
         if (exp) this.parts.registry.add(exp);
         throw err;
@@ -67,7 +68,7 @@ export class DaemonAdmin implements ImageAdmin {
       const exp = this.unexport(name);
       let info: VolumeInfo;
       try {
-        info = await this.parts.engine.resizeVolume(name, size);
+        info = await this.parts.image.engine.resizeVolume(name, size);
       } catch (err) {
         if (exp) this.parts.registry.add(exp);
         throw err;
@@ -80,7 +81,7 @@ export class DaemonAdmin implements ImageAdmin {
 
   snapshot(volume: string, name: string): Promise<VolumeInfo> {
     return this.serial(async () => {
-      const info = await this.parts.engine.snapshot(volume, name);
+      const info = await this.parts.image.engine.snapshot(volume, name);
       this.exportVolume(name);
       return info;
     });
@@ -88,39 +89,39 @@ export class DaemonAdmin implements ImageAdmin {
 
   clone(snapshot: string, name: string): Promise<VolumeInfo> {
     return this.serial(async () => {
-      const info = await this.parts.engine.clone(snapshot, name);
+      const info = await this.parts.image.engine.clone(snapshot, name);
       this.exportVolume(name);
       return info;
     });
   }
 
   async info(): Promise<ImageInfo> {
-    const { store } = this.parts.engine;
-    return { stats: store.stats(), volumes: store.listVolumes() };
+    const { image } = this.parts;
+    return { stats: image.stats(), volumes: image.volumes.list() };
   }
 
   async map(volume: string): Promise<ExtentInfo[]> {
-    return [...this.parts.engine.store.extents(volume)];
+    return [...this.parts.image.mapper.extents(volume)];
   }
 
   async stats(): Promise<DaemonStats> {
-    const { engine, registry, server } = this.parts;
+    const { image, registry, server } = this.parts;
     const exports = registry.list().map((e) => ({
       name: e.name,
       size: e.device.size,
       readOnly: e.device.readOnly,
       connections: server.connectionsTo(e),
-      counters: { ...engine.counters(e.name) },
+      counters: { ...image.engine.counters(e.name) },
     }));
-    return { pid: process.pid, exports, store: engine.store.stats() };
+    return { pid: process.pid, exports, store: image.stats() };
   }
 
-  /** The daemon owns the engine; a control connection closing changes nothing. */
+  /** The daemon owns the image; a control connection closing changes nothing. */
   async close(): Promise<void> {}
 
   private exportVolume(name: string): void {
-    const { engine, registry, description, log } = this.parts;
-    const device = engine.device(name);
+    const { image, registry, description, log } = this.parts;
+    const device = image.engine.device(name);
     registry.add({ name, description, device });
     log.info({ export: name, size: device.size, readOnly: device.readOnly }, 'control: export added');
   }

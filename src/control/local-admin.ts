@@ -1,6 +1,8 @@
-// ImageAdmin on an image no daemon holds: this process opens it (taking its lock) for the command.
+// ImageAdmin on an image no daemon holds: this process opens it (taking its lock) for the command,
+// and, as its one owner, closes it in close().
 import { openImageFile } from '../fs/image-file.ts';
-import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import type { ImageStore } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
@@ -19,35 +21,35 @@ export class LocalAdmin implements ImageAdmin {
   }
 
   async listVolumes(): Promise<VolumeInfo[]> {
-    return this.store.listVolumes();
+    return this.store.volumes.list();
   }
 
   createVolume(name: string, size: number, opts: CreateVolumeOptions): Promise<VolumeInfo> {
-    return this.store.createVolume(name, size, opts);
+    return this.store.volumes.create(name, size, opts);
   }
 
   deleteVolume(name: string): Promise<void> {
-    return this.store.deleteVolume(name);
+    return this.store.volumes.delete(name);
   }
 
   resizeVolume(name: string, size: number): Promise<VolumeInfo> {
-    return this.store.resizeVolume(name, size);
+    return this.store.volumes.resize(name, size);
   }
 
   snapshot(volume: string, name: string): Promise<VolumeInfo> {
-    return this.store.snapshot(volume, name);
+    return this.store.volumes.snapshot(volume, name);
   }
 
   clone(snapshot: string, name: string): Promise<VolumeInfo> {
-    return this.store.clone(snapshot, name);
+    return this.store.volumes.clone(snapshot, name);
   }
 
   async info(): Promise<ImageInfo> {
-    return { stats: this.store.stats(), volumes: this.store.listVolumes() };
+    return { stats: this.store.stats(), volumes: this.store.volumes.list() };
   }
 
   async map(volume: string): Promise<ExtentInfo[]> {
-    return [...this.store.extents(volume)];
+    return [...this.store.mapper.extents(volume)];
   }
 
   async stats(): Promise<DaemonStats> {

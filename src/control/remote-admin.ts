@@ -1,7 +1,7 @@
 // ImageAdmin through a running daemon's control channel: each call is one request line and one
 // response line, one at a time, each bounded by a timeout.
 import { connect, type Socket } from 'node:net';
-import type { VolumeInfo } from '../fs/image-store.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';

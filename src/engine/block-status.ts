@@ -20,7 +20,7 @@ export const MappingStatus = {
 function walk<T extends { length: number }>(vc: VolumeContext, offset: number, length: number, key: (e: ExtentInfo) => number, make: (len: number, k: number) => T): T[] {
   const out: Array<{ len: number; k: number }> = [];
   const end = offset + length;
-  for (const e of vc.store.extents(vc.name, offset, end)) {
+  for (const e of vc.mapper.extents(vc.name, offset, end)) {
     const start = Math.max(e.offset, offset);
     const len = e.offset + e.length - start;
     if (len <= 0) continue;

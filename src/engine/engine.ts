@@ -1,41 +1,40 @@
-// The direct-I/O engine over one image store: one VolumeDevice per exported volume, one flush
-// barrier for all of them (FLUSH is image-wide, semantics D5/D10), and the per-volume state that
-// requests share: the range lock (Z6) and the write gate that structural operations drain (K2).
+// The direct-I/O engine over one open image: one VolumeDevice per exported volume, and the
+// per-volume state requests share: the range lock (Z6), the write gate structural operations
+// drain (K2) and the counters. FLUSH is image-wide through the one Durability (D5/D10).
+//
+// The engine gets the store's parts (StoreParts), not the store: it neither opens nor closes it.
+// Devices get their parts from here and never see the engine, so nothing imports back.
 //
 // Lock order: write gate, then range lock, then the store (whose begin/end never wait on us).
-import type { ImageStore, VolumeInfo } from '../fs/image-store.ts';
+import type { StoreParts } from '../fs/store-parts.ts';
+import type { VolumeInfo } from '../fs/volumes.ts';
 import type { Logger } from '../util/log.ts';
 import { newCounters, type VolumeCounters } from './counters.ts';
 import { RangeLock } from './range-lock.ts';
 import { VolumeDevice } from './volume-device.ts';
+import { WriteGate } from './write-gate.ts';
 
-export interface VolumeState {
+interface VolumeState {
   readonly lock: RangeLock;
+  readonly gate: WriteGate;
   readonly counters: VolumeCounters;
-  /** Write-type requests between gate entry and the end of their completion stage. */
-  inFlight: number;
-  /** Set while a structural operation runs: new write-type requests wait for it. */
-  gate: Promise<void> | null;
-  idle: (() => void) | null;
 }
 
 export class Engine {
-  readonly store: ImageStore;
+  private readonly parts: StoreParts;
   readonly log: Logger | null;
   private readonly volumes = new Map<string, VolumeState>();
   private readonly devices = new Map<string, VolumeDevice>();
-  private openDevices = 0;
-  private closing: Promise<void> | null = null;
 
-  constructor(store: ImageStore, log: Logger | null = null) {
-    this.store = store;
+  constructor(parts: StoreParts, log: Logger | null = null) {
+    this.parts = parts;
     this.log = log;
   }
 
-  state(volume: string): VolumeState {
+  private state(volume: string): VolumeState {
     let s = this.volumes.get(volume);
     if (!s) {
-      s = { lock: new RangeLock(), counters: newCounters(), inFlight: 0, gate: null, idle: null };
+      s = { lock: new RangeLock(), gate: new WriteGate(), counters: newCounters() };
       this.volumes.set(volume, s);
     }
     return s;
@@ -45,10 +44,12 @@ export class Engine {
   device(volume: string): VolumeDevice {
     let d = this.devices.get(volume);
     if (!d) {
-      const info = this.store.volume(volume);
-      d = new VolumeDevice(this, info, info.readOnly || info.snapshot || this.store.readOnly);
+      const { mapper, data, durability, volumes } = this.parts;
+      const facts = volumes.facts(volume);
+      const s = this.state(volume);
+      const readOnly = facts.readOnly || facts.snapshot || volumes.imageReadOnly;
+      d = new VolumeDevice({ mapper, data, durability, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log });
       this.devices.set(volume, d);
-      this.openDevices++;
     }
     return d;
   }
@@ -57,44 +58,17 @@ export class Engine {
     return this.state(volume).counters;
   }
 
-  /** Enters a write-type request (waits while a structural operation drains the volume). */
-  async enterWrite(volume: string): Promise<VolumeState> {
-    const s = this.state(volume);
-    while (s.gate) await s.gate;
-    s.inFlight++;
-    return s;
-  }
-
-  leaveWrite(s: VolumeState): void {
-    s.inFlight--;
-    if (s.inFlight === 0 && s.idle) s.idle();
-  }
-
-  /**
-   * Runs `op` with the volume drained: new write-type requests wait, in-flight ones finish their
-   * completion stage first (K2). A snapshot taken this way holds exactly the writes replied before it.
-   */
-  async drained<T>(volume: string, op: () => Promise<T>): Promise<T> {
-    const s = this.state(volume);
-    while (s.gate) await s.gate;
-    let open!: () => void;
-    s.gate = new Promise<void>((r) => (open = r));
-    try {
-      if (s.inFlight > 0) await new Promise<void>((r) => (s.idle = r));
-      s.idle = null;
-      return await op();
-    } finally {
-      s.gate = null;
-      open();
-    }
+  /** Runs `op` with `volume` drained (K2): a snapshot holds exactly the writes replied before it. */
+  drained<T>(volume: string, op: () => Promise<T>): Promise<T> {
+    return this.state(volume).gate.drained(op);
   }
 
   snapshot(source: string, name: string): Promise<VolumeInfo> {
-    return this.drained(source, () => this.store.snapshot(source, name));
+    return this.drained(source, () => this.parts.volumes.snapshot(source, name));
   }
 
   clone(source: string, name: string): Promise<VolumeInfo> {
-    return this.drained(source, () => this.store.clone(source, name));
+    return this.drained(source, () => this.parts.volumes.clone(source, name));
   }
 
   /**
@@ -102,42 +76,15 @@ export class Engine {
    * first: a device still in use would fail every request with NOT_FOUND.
    */
   async deleteVolume(volume: string): Promise<void> {
-    await this.drained(volume, () => this.store.deleteVolume(volume));
-    this.forgetDevice(volume);
+    await this.drained(volume, () => this.parts.volumes.delete(volume));
+    this.devices.delete(volume);
     this.volumes.delete(volume);
   }
 
   /** Resizes a drained volume; its device is dropped (a VolumeDevice has a fixed size), so ask device() again. */
   async resizeVolume(volume: string, size: number): Promise<VolumeInfo> {
-    const info = await this.drained(volume, () => this.store.resizeVolume(volume, size));
-    this.forgetDevice(volume);
-    return info;
-  }
-
-  /** Drops a device without closing the store: the engine's owner closes it (close()). */
-  private forgetDevice(volume: string): void {
-    const d = this.devices.get(volume);
-    if (!d) return;
+    const info = await this.drained(volume, () => this.parts.volumes.resize(volume, size));
     this.devices.delete(volume);
-    this.openDevices--;
-    d.retire();
-  }
-
-  /** FLUSH: every write replied before this call, on any volume and connection, becomes durable. */
-  async flush(): Promise<boolean> {
-    const committed = this.store.uncommitted > 0;
-    await this.store.commit();
-    return committed;
-  }
-
-  /** Called by each device's close; the store closes with the last one. */
-  async release(): Promise<void> {
-    this.openDevices--;
-    if (this.openDevices <= 0) await this.close();
-  }
-
-  async close(): Promise<void> {
-    this.closing ??= this.store.close();
-    await this.closing;
+    return info;
   }
 }

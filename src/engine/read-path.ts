@@ -8,17 +8,17 @@ import { invariant } from './invariant.ts';
 import type { VolumeContext } from './volume-context.ts';
 
 export async function readRange(vc: VolumeContext, into: Buffer, offset: number): Promise<void> {
-  const { store, name, counters } = vc;
+  const { mapper, data, name, counters } = vc;
   if (into.length === 0) return;
-  const first = await store.begin(name, offset, into.length, 'read');
+  const first = await mapper.begin(name, offset, into.length, 'read');
   // Most reads: one mapped piece and one sub-read, so no window (same pin and end rules).
   if (first.type === 'mapped' && first.offset + first.length >= offset + into.length && into.length <= SUB_IO_BYTES) {
     try {
-      await store.readData(first.physical + (offset - first.offset), into);
+      await data.read(first.physical + (offset - first.offset), into);
       counters.imageBytesRead += into.length;
       counters.clientBytesRead += into.length;
     } finally {
-      await store.end(first, 0);
+      await mapper.end(first, 0);
     }
     return;
   }
@@ -26,7 +26,7 @@ export async function readRange(vc: VolumeContext, into: Buffer, offset: number)
 }
 
 async function readPieces(vc: VolumeContext, into: Buffer, offset: number, first: Mapping): Promise<void> {
-  const { store, name, counters } = vc;
+  const { mapper, data, name, counters } = vc;
   const end = offset + into.length;
   const win = new IoWindow();
   const begun: Mapping[] = [];
@@ -34,7 +34,7 @@ async function readPieces(vc: VolumeContext, into: Buffer, offset: number, first
   try {
     let at = offset;
     while (at < end && !win.failed) {
-      const m = next ?? (await store.begin(name, at, end - at, 'read'));
+      const m = next ?? (await mapper.begin(name, at, end - at, 'read'));
       next = null;
       begun.push(m);
       const segEnd = Math.min(end, m.offset + m.length);
@@ -54,7 +54,7 @@ async function readPieces(vc: VolumeContext, into: Buffer, offset: number, first
             const physical = m.physical + (s - m.offset);
             const buf = into.subarray(s - offset, e - offset);
             await win.issue(async () => {
-              await store.readData(physical, buf);
+              await data.read(physical, buf);
               counters.imageBytesRead += buf.length;
             });
           }
@@ -71,6 +71,6 @@ async function readPieces(vc: VolumeContext, into: Buffer, offset: number, first
     await win.settle().catch(() => {});
     throw win.error;
   } finally {
-    for (const m of begun) await store.end(m, 0);
+    for (const m of begun) await mapper.end(m, 0);
   }
 }

@@ -1,19 +1,40 @@
-// One volume of an image store as a BlockDevice: the server's view of the engine. Each request
+// One volume of an image as a BlockDevice: the server's view of the engine. Each request
 // builds fresh state (L1); write-type requests pass the volume's write gate and take the range lock
 // rounded out to allocation blocks (Z6) until their completion stage is done, then run the
-// durability step outside the lock (D2-D4). Reads take no lock; the store pins what they read.
+// durability step outside the lock (D2-D4). Reads take no lock; the mapper pins what they read.
+// A device gets the parts it works with (VolumeDeviceParts), never the engine or the store: it
+// opens and closes nothing.
 import type { SpaceReservation } from '../fs/allocator.ts';
-import type { VolumeInfo } from '../fs/image-store.ts';
+import type { Mapper } from '../fs/mapper.ts';
+import type { DataArea, Durability } from '../fs/store-contract.ts';
+import type { VolumeFacts } from '../fs/volumes.ts';
+import type { Logger } from '../util/log.ts';
 import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
 import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, MappingExtent, WriteOptions, ZeroOptions } from './block-device.ts';
 import type { VolumeCounters } from './counters.ts';
-import type { Engine, VolumeState } from './engine.ts';
 import { allocationStatus, mappingStatus } from './block-status.ts';
+import type { RangeLock } from './range-lock.ts';
 import { readRange } from './read-path.ts';
 import type { VolumeContext } from './volume-context.ts';
+import type { WriteGate } from './write-gate.ts';
 import { writeRange } from './write-path.ts';
 import { planZero, zeroRange } from './zero-path.ts';
+
+/** Everything a volume device works with. */
+export interface VolumeDeviceParts {
+  readonly mapper: Mapper;
+  readonly data: DataArea;
+  readonly durability: Durability;
+  /** The volume as it was when the device was made (a device has a fixed size). */
+  readonly facts: VolumeFacts;
+  /** Export read-only (a read-only volume, a snapshot, or an image opened read-only). */
+  readonly readOnly: boolean;
+  readonly gate: WriteGate;
+  readonly lock: RangeLock;
+  readonly counters: VolumeCounters;
+  readonly log: Logger | null;
+}
 
 export class VolumeDevice implements BlockDevice {
   readonly size: number;
@@ -31,17 +52,16 @@ export class VolumeDevice implements BlockDevice {
     rotational: false,
   });
   readonly name: string;
-  private readonly engine: Engine;
+  private readonly parts: VolumeDeviceParts;
   private readonly vc: VolumeContext;
-  private closed = false;
 
-  constructor(engine: Engine, info: VolumeInfo, readOnly: boolean) {
-    this.engine = engine;
-    this.name = info.name;
-    this.size = info.size;
-    this.readOnly = readOnly;
-    this.blockSizes = { ...DEFAULT_BLOCK_SIZES, preferred: Math.min(engine.store.blockSize, 65536) };
-    this.vc = { store: engine.store, name: info.name, counters: engine.counters(info.name), log: engine.log };
+  constructor(parts: VolumeDeviceParts) {
+    this.parts = parts;
+    this.name = parts.facts.name;
+    this.size = parts.facts.size;
+    this.readOnly = parts.readOnly;
+    this.blockSizes = { ...DEFAULT_BLOCK_SIZES, preferred: Math.min(parts.mapper.blockSize, 65536) };
+    this.vc = { mapper: parts.mapper, data: parts.data, name: this.name, counters: parts.counters, log: parts.log };
   }
 
   get counters(): VolumeCounters {
@@ -57,7 +77,10 @@ export class VolumeDevice implements BlockDevice {
     if (into.length === 0) return false;
     let done: boolean;
     try {
-      done = this.vc.store.readNow(this.name, offset, into);
+      // Lookup and read in one synchronous step: nothing can free the blocks in between.
+      const { mapper, data } = this.parts;
+      const physical = data.canReadNow ? mapper.mappedAt(this.name, offset, into.length) : -1;
+      done = physical >= 0 && data.readNow(physical, into);
     } catch (err) {
       this.noteError(err);
       throw err;
@@ -95,7 +118,10 @@ export class VolumeDevice implements BlockDevice {
   async flush(): Promise<void> {
     const c = this.vc.counters;
     c.flushes++;
-    if (await this.counted(this.engine.flush())) c.journalCommits++;
+    // FLUSH is image-wide (D5, D10): every write replied before it, on any volume, becomes durable.
+    const committed = this.parts.durability.uncommitted > 0;
+    await this.counted(this.parts.durability.commit());
+    if (committed) c.journalCommits++;
   }
 
   /** CACHE is a hint; the engine keeps no data cache (K4), so there is nothing to prefetch. */
@@ -110,25 +136,17 @@ export class VolumeDevice implements BlockDevice {
     return mappingStatus(this.vc, offset, length);
   }
 
-  /** The engine dropped this device (volume deleted or resized): close() no longer releases the store. */
-  retire(): void {
-    this.closed = true;
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.engine.release();
-  }
+  /** Nothing to release: the store belongs to whoever opened it, not to its devices. */
+  async close(): Promise<void> {}
 
   /** Blocks a write may need to allocate: holes and shared blocks in its block-rounded range (L6, L11). */
   private needForWrite(offset: number, length: number): () => number {
     return () => {
-      const B = this.engine.store.blockSize;
+      const B = this.parts.mapper.blockSize;
       const start = Math.floor(offset / B) * B;
       const end = Math.ceil((offset + length) / B) * B;
       let blocks = 0;
-      for (const e of this.engine.store.extents(this.name, start, end)) {
+      for (const e of this.parts.mapper.extents(this.name, start, end)) {
         if (e.type === 'hole' || e.shared) blocks += Math.ceil((Math.min(e.offset + e.length, end) - Math.max(e.offset, start)) / B);
       }
       return blocks;
@@ -140,14 +158,15 @@ export class VolumeDevice implements BlockDevice {
    * allocate (failing with NO_SPACE before any change), released in every outcome.
    */
   private async exclusive<T>(offset: number, length: number, need: () => number, op: (res: SpaceReservation | undefined) => Promise<T>): Promise<T> {
-    const B = this.engine.store.blockSize;
-    const s: VolumeState = await this.engine.enterWrite(this.name);
+    const { mapper, gate, lock } = this.parts;
+    const B = mapper.blockSize;
+    await gate.enter();
     let unlock: (() => void) | null = null;
     let reservation: SpaceReservation | undefined;
     try {
-      unlock = await s.lock.acquire(Math.floor(offset / B) * B, Math.ceil((offset + length) / B) * B);
+      unlock = await lock.acquire(Math.floor(offset / B) * B, Math.ceil((offset + length) / B) * B);
       const blocks = need();
-      if (blocks > 0) reservation = this.engine.store.reserve(blocks);
+      if (blocks > 0) reservation = mapper.reserve(blocks);
       return await op(reservation);
     } catch (err) {
       this.noteError(err);
@@ -155,7 +174,7 @@ export class VolumeDevice implements BlockDevice {
     } finally {
       reservation?.release();
       unlock?.();
-      this.engine.leaveWrite(s);
+      gate.leave();
     }
   }
 
@@ -163,10 +182,10 @@ export class VolumeDevice implements BlockDevice {
   private async durable(pure: boolean): Promise<void> {
     const c = this.vc.counters;
     if (pure) {
-      await this.counted(this.engine.store.syncData());
+      await this.counted(this.parts.durability.syncData());
       c.fuaShortcuts++;
     } else {
-      await this.counted(this.engine.store.commit());
+      await this.counted(this.parts.durability.commit());
       c.journalCommits++;
     }
   }

@@ -23,7 +23,7 @@ export interface WriteOutcome {
 type Fill = 'pad' | { copyFrom: number };
 
 export async function writeRange(vc: VolumeContext, data: Buffer, offset: number, reservation?: SpaceReservation, fromClient = true): Promise<WriteOutcome> {
-  const { store, name } = vc;
+  const { mapper, name } = vc;
   const end = offset + data.length;
   const win = new IoWindow();
   const begun: Mapping[] = [];
@@ -31,7 +31,7 @@ export async function writeRange(vc: VolumeContext, data: Buffer, offset: number
   try {
     let at = offset;
     while (at < end && !win.failed) {
-      const m = await store.begin(name, at, end - at, 'write', reservation ? { reservation } : {});
+      const m = await mapper.begin(name, at, end - at, 'write', reservation ? { reservation } : {});
       begun.push(m);
       const segEnd = Math.min(end, m.offset + m.length);
       const src = data.subarray(at - offset, segEnd - offset);
@@ -39,7 +39,7 @@ export async function writeRange(vc: VolumeContext, data: Buffer, offset: number
       switch (m.type) {
         case 'inline':
           if (!m.inline || m.inline.length !== m.length) throw invariant(vc.log, 'inline record does not match the volume', { volume: name });
-          store.writeInline(m, at, src);
+          mapper.writeInline(m, at, src);
           break;
         case 'unwritten':
           await writeBlocks(vc, win, m, m.physical, at, src, 'pad');
@@ -69,8 +69,8 @@ export async function writeRange(vc: VolumeContext, data: Buffer, offset: number
   }
   // Completion stage: convert / remap only if every byte of every piece landed (L5, Z4).
   for (const m of begun) {
-    if (win.failed) await store.end(m, 0, win.error);
-    else await store.end(m, m.length);
+    if (win.failed) await mapper.end(m, 0, win.error);
+    else await mapper.end(m, m.length);
   }
   if (win.failed) throw win.error;
   if (fromClient) vc.counters.clientBytesWritten += data.length;
@@ -81,7 +81,7 @@ async function writeInPlace(vc: VolumeContext, win: IoWindow, physical: number, 
   for (const [s, e] of chunks(0, src.length)) {
     const piece = src.subarray(s, e);
     await win.issue(async () => {
-      await vc.store.writeData(physical + s, piece);
+      await vc.data.write(physical + s, piece);
       vc.counters.imageBytesWritten += piece.length;
     });
   }
@@ -93,7 +93,7 @@ async function writeInPlace(vc: VolumeContext, win: IoWindow, physical: number, 
  * fill plus the new bytes and written with one pwrite each (Z2's permitted form).
  */
 async function writeBlocks(vc: VolumeContext, win: IoWindow, m: Mapping, target: number, at: number, src: Buffer, fill: Fill): Promise<void> {
-  const B = vc.store.blockSize;
+  const B = vc.mapper.blockSize;
   const segEnd = at + src.length;
   const headBlock = Math.floor(at / B) * B;
   const tailBlock = Math.floor((segEnd - 1) / B) * B;
@@ -107,12 +107,12 @@ async function writeBlocks(vc: VolumeContext, win: IoWindow, m: Mapping, target:
       if (fill === 'pad') {
         vc.counters.padBytes += B - (to - from);
       } else {
-        await vc.store.readData(fill.copyFrom + (block - m.offset), buf);
+        await vc.data.read(fill.copyFrom + (block - m.offset), buf);
         vc.counters.imageBytesRead += B;
         vc.counters.copyUpBytes += B - (to - from);
       }
       src.copy(buf, from - block, from - at, to - at);
-      await vc.store.writeData(target + (block - m.offset), buf);
+      await vc.data.write(target + (block - m.offset), buf);
       vc.counters.imageBytesWritten += B;
     });
   };

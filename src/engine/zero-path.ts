@@ -34,13 +34,13 @@ interface Edge {
 
 /** Plans the edges, checks FAST_ZERO, and says how many blocks to reserve; no side effects. */
 export function planZero(vc: VolumeContext, req: ZeroRequest): { edges: Edge[]; mid: [number, number] | null; blocksNeeded: number } {
-  const { store, name } = vc;
-  const B = store.blockSize;
+  const { mapper, name } = vc;
+  const B = mapper.blockSize;
   const end = req.offset + req.length;
-  if (store.volume(name).inline) return { edges: [], mid: [req.offset, end], blocksNeeded: 0 };
+  if (mapper.isInline(name)) return { edges: [], mid: [req.offset, end], blocksNeeded: 0 };
   const edges: Edge[] = [];
   const addEdge = (block: number, start: number, stop: number): void => {
-    const e = store.lookup(name, block);
+    const e = mapper.lookup(name, block);
     const action = e.type === 'mapped' ? 'write' : e.type === 'hole' && req.noHole && req.intent === 'zero' ? 'provision' : 'none';
     edges.push({ start, end: stop, block, action, shared: e.shared });
   };
@@ -56,7 +56,7 @@ export function planZero(vc: VolumeContext, req: ZeroRequest): { edges: Edge[]; 
   }
   let blocksNeeded = edges.filter((e) => e.action === 'provision' || (e.action === 'write' && e.shared)).length;
   if (mid && req.noHole && req.intent === 'zero') {
-    for (const e of store.extents(name, mid[0], mid[1])) {
+    for (const e of mapper.extents(name, mid[0], mid[1])) {
       if (e.type === 'hole' || e.shared) {
         const s = Math.max(e.offset, mid[0]);
         blocksNeeded += (Math.min(e.offset + e.length, mid[1]) - s) / B;
@@ -67,18 +67,18 @@ export function planZero(vc: VolumeContext, req: ZeroRequest): { edges: Edge[]; 
 }
 
 export async function zeroRange(vc: VolumeContext, req: ZeroRequest, plan: ReturnType<typeof planZero>, reservation?: SpaceReservation): Promise<void> {
-  const { store, name } = vc;
-  const B = store.blockSize;
+  const { mapper, name } = vc;
+  const B = mapper.blockSize;
   const opts = { noHole: req.noHole, ...(reservation ? { reservation } : {}) };
   const metadataOnly = async (start: number, end: number, intent: 'zero' | 'trim'): Promise<void> => {
     let at = start;
     while (at < end) {
-      const m: Mapping = await store.begin(name, at, end - at, intent, opts);
+      const m: Mapping = await mapper.begin(name, at, end - at, intent, opts);
       if (m.type === 'inline') {
-        await store.end(m, end - start);
+        await mapper.end(m, end - start);
         return;
       }
-      await store.end(m, m.length);
+      await mapper.end(m, m.length);
       at = m.offset + m.length;
     }
   };

@@ -7,12 +7,8 @@
 // Placement is next-fit from a hint (the block after the previous extent), so sequential writes
 // land contiguously.
 import { IomapdError } from '../util/errors.ts';
+import type { Run } from './extent.ts';
 import type { Metadata } from './state.ts';
-
-export interface Run {
-  start: number;
-  len: number;
-}
 
 /** Space set aside for one request; draw from it with allocate, then release the rest. */
 export class SpaceReservation {

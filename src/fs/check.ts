@@ -6,11 +6,10 @@
 // equals the number of extents (plus the checkpoint) referring to it; free space and used space are
 // disjoint and together cover the data area (no leaks); the free-block counter matches.
 import { BTree } from './btree.ts';
-import { type Extent, type FreeRun, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
+import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX } from './format.ts';
 import { RangeMap } from './range-map.ts';
 import { Metadata, validVolumeName } from './state.ts';
-import type { Run } from './allocator.ts';
 
 export interface CheckReport {
   /** Broken invariants; empty means clean. */

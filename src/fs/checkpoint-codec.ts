@@ -22,18 +22,13 @@
 import { ByteReader, ByteWriter, corrupt } from '../util/bytes.ts';
 import { checksum } from '../util/checksum.ts';
 import { BTree } from './btree.ts';
-import { type Extent, type FreeRun, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
+import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX, VolumeFlags } from './format.ts';
 import { RangeMap } from './range-map.ts';
 import { Metadata } from './state.ts';
 
 const MAGIC = Buffer.from('IMCKPT01', 'latin1');
 const HEADER = 64;
-
-export interface FreeRange {
-  start: number;
-  len: number;
-}
 
 /** Bytes the checkpoint of m will take, given `extraFree` more free runs than m has. */
 export function checkpointSize(m: Metadata, extraFree: number): number {
@@ -48,7 +43,7 @@ export function checkpointSize(m: Metadata, extraFree: number): number {
  * Encodes m. `free` is the free-run list to record, sorted and non-overlapping; the caller passes
  * the committed view (free space plus blocks that are only reserved or pending free).
  */
-export function encodeCheckpoint(m: Metadata, generation: number, free: FreeRange[]): Buffer {
+export function encodeCheckpoint(m: Metadata, generation: number, free: Run[]): Buffer {
   const w = new ByteWriter(checkpointSize(m, free.length - m.free.size) + 16);
   w.bytes(MAGIC).u32(1).u32(m.blockSize).u64(m.dataBlocks).u64(generation);
   w.u32(m.nextVolumeId).u32(m.volumes.size).u64(m.shared.size).u64(free.length);

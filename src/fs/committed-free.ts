@@ -2,12 +2,7 @@
 // committed view but not in the allocator's (reserved-and-unlinked, pending free, the previous
 // checkpoint's blocks). Sorted and merged.
 import type { RangeMap } from './range-map.ts';
-import type { FreeRun } from './extent.ts';
-
-export interface Run {
-  start: number;
-  len: number;
-}
+import type { FreeRun, Run } from './extent.ts';
 
 export function committedFree(free: RangeMap<FreeRun>, extra: Run[]): Run[] {
   const more = extra.filter((r) => r.len > 0).sort((a, b) => a.start - b.start);

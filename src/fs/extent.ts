@@ -3,6 +3,12 @@
 // free space (physical block ranges). All positions and lengths here are in allocation blocks.
 import type { RangeOps } from './range-map.ts';
 
+/** A run of physical blocks [start, start+len): free space, allocations, checkpoint blocks. */
+export interface Run {
+  start: number;
+  len: number;
+}
+
 /** Extent types as stored; a hole is the absence of an extent. */
 export const ExtentKind = {
   UNWRITTEN: 1,

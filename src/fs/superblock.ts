@@ -25,15 +25,11 @@
 import { ByteReader, ByteWriter } from '../util/bytes.ts';
 import { checksum } from '../util/checksum.ts';
 import { IomapdError } from '../util/errors.ts';
+import type { Run } from './extent.ts';
 import { FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_SLOT, isPowerOfTwo } from './format.ts';
 
 const MAGIC = Buffer.from('IOMAPDSB', 'latin1');
 export const MAX_CHECKPOINT_RUNS = 240;
-
-export interface Run {
-  start: number;
-  len: number;
-}
 
 export interface Superblock {
   version: number;

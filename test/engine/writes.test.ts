@@ -125,9 +125,10 @@ describe('engine writes', () => {
     await rig.store.createVolume('tiny', 2048);
     const tiny = rig.dev('tiny');
     await tiny.write(fill(2048, 0xab), 0, noFua);
-    // The store hands out a record cut short, as a corrupt inline length would decode.
-    const begin = rig.store.begin.bind(rig.store);
-    rig.store.begin = async (...args: Parameters<typeof begin>) => {
+    // The mapper hands out a record cut short, as a corrupt inline length would decode.
+    const mapper = rig.store.mapper;
+    const begin = mapper.begin.bind(mapper);
+    mapper.begin = async (...args: Parameters<typeof begin>) => {
       const m = await begin(...args);
       if (m.type === 'inline') Object.assign(m, { inline: m.inline!.subarray(0, 1000) });
       return m;
@@ -135,7 +136,7 @@ describe('engine writes', () => {
     await expect(readAt(tiny, 0, 2048)).rejects.toMatchObject({ code: 'IO' });
     await expect(readAt(tiny, 1024, 1024)).rejects.toMatchObject({ code: 'IO' });
     await expect(tiny.write(fill(512, 0xcd), 512, noFua)).rejects.toMatchObject({ code: 'IO' });
-    rig.store.begin = begin;
+    mapper.begin = begin;
     expect((await readAt(tiny, 0, 2048)).every((x) => x === 0xab)).toBe(true);
     expect(rig.store.verify().errors).toEqual([]);
   });

@@ -11,7 +11,7 @@ import { DaemonAdmin } from '../../src/control/daemon-admin.ts';
 import { LocalAdmin } from '../../src/control/local-admin.ts';
 import { openAdmin, openDaemon } from '../../src/control/open-admin.ts';
 import { RemoteAdmin } from '../../src/control/remote-admin.ts';
-import { Engine } from '../../src/engine/engine.ts';
+import { ServedImage } from '../../src/control/served-image.ts';
 import { createImageFile } from '../../src/fs/image-file.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
@@ -23,7 +23,7 @@ const MiB = 1024 * 1024;
 
 interface Daemon {
   image: string;
-  engine: Engine;
+  served: ServedImage;
   registry: ExportRegistry;
   server: NbdServer;
   control: ControlServer;
@@ -37,15 +37,15 @@ const clients: TestClient[] = [];
 async function startDaemon(image: string): Promise<Daemon> {
   const store = await createImageFile(image, { dataBytes: 16 * MiB });
   await store.createVolume('vol', 4 * MiB);
-  const engine = new Engine(store);
+  const served = new ServedImage(store);
   const registry = new ExportRegistry();
-  registry.add({ name: 'vol', description: '', device: engine.device('vol') });
+  registry.add({ name: 'vol', description: '', device: served.engine.device('vol') });
   const server = new NbdServer(registry, silentLogger);
   const nbdPath = join(dir, 'nbd.sock');
   await server.listenUnix(nbdPath);
-  const admin = new DaemonAdmin({ engine, registry, server, description: 'test', log: silentLogger });
+  const admin = new DaemonAdmin({ image: served, registry, server, description: 'test', log: silentLogger });
   const control = await ControlServer.listen(controlPath(image), admin, silentLogger);
-  return { image, engine, registry, server, control, nbdPath };
+  return { image, served, registry, server, control, nbdPath };
 }
 
 async function nbd(name: string): Promise<TestClient> {
@@ -77,7 +77,7 @@ afterEach(async () => {
   for (const c of clients.splice(0)) c.destroy();
   await d.control.close();
   await d.server.shutdown(2000);
-  await d.engine.close();
+  await d.served.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -98,7 +98,7 @@ describe('control socket file', () => {
     await new Promise<void>((r) => s.listen(other, r));
     await link(other, controlPath(d.image));
     await new Promise<void>((r) => s.close(() => r()));
-    const admin = new DaemonAdmin({ engine: d.engine, registry: d.registry, server: d.server, description: '', log: silentLogger });
+    const admin = new DaemonAdmin({ image: d.served, registry: d.registry, server: d.server, description: '', log: silentLogger });
     d.control = await ControlServer.listen(controlPath(d.image), admin, silentLogger);
     const remote = await RemoteAdmin.connect(controlPath(d.image));
     expect((await remote.listVolumes()).map((v) => v.name)).toEqual(['vol']);

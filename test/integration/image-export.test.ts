@@ -47,7 +47,7 @@ afterEach(async () => {
   if (s === null) return;
   s.gates.releaseAll();
   await s.t.stop();
-  await s.engine.close();
+  await s.store.close();
 });
 
 /**
@@ -517,7 +517,7 @@ describe('semantics §9 over the wire, image-backed export', () => {
       const image = s.crash!.crashImage();
       current = null;
       await s.t.stop();
-      await s.engine.close();
+      await s.store.close();
       const reopened = await ImageStore.open(new MemoryStorage(image));
       expect(reopened.verify().errors, `seed ${seed}`).toEqual([]);
       const got = Buffer.alloc(12 * B);

@@ -124,7 +124,7 @@ async function crashAfter(ops: readonly Op[], seed: number, dir: string): Promis
     image = crash.crashImage();
   } finally {
     await server.shutdown(2000);
-    await engine.close();
+    await store.close();
   }
 
   const reopened = await ImageStore.open(new MemoryStorage(image));

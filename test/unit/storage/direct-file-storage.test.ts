@@ -136,7 +136,7 @@ describe('O_DIRECT file storage', () => {
     const direct = (held instanceof PoisonLatch ? held.inner : held) as DirectFileStorage;
     expect(direct).toBeInstanceOf(DirectFileStorage);
     expect(direct.unalignedWrites).toBe(0);
-    await engine.close();
+    await store.close();
 
     const again = await openImage(path, { cache: 'writeback' });
     expect(again.store.verify().errors).toEqual([]);

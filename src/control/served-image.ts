@@ -1,0 +1,38 @@
+// A served image: the open store and the engine over it, held together by the one owner that
+// opened the store and is the only one to close it (the daemon in `iomapd serve`). The control
+// channel works through this object's parts (volumes, mapper, engine), never through the engine.
+import { Engine } from '../engine/engine.ts';
+import type { ImageStore, StoreStats } from '../fs/image-store.ts';
+import type { Mapper } from '../fs/mapper.ts';
+import type { Volumes } from '../fs/volumes.ts';
+import type { Logger } from '../util/log.ts';
+
+export class ServedImage {
+  readonly engine: Engine;
+  private readonly store: ImageStore;
+  private closing: Promise<void> | null = null;
+
+  /** Takes ownership of `store`: close() closes it. */
+  constructor(store: ImageStore, log: Logger | null = null) {
+    this.store = store;
+    this.engine = new Engine(store, log);
+  }
+
+  get volumes(): Volumes {
+    return this.store.volumes;
+  }
+
+  get mapper(): Mapper {
+    return this.store.mapper;
+  }
+
+  stats(): StoreStats {
+    return this.store.stats();
+  }
+
+  /** Commits, checkpoints and closes the store (once; later calls wait for the first). */
+  close(): Promise<void> {
+    this.closing ??= this.store.close();
+    return this.closing;
+  }
+}
