@@ -8,6 +8,7 @@ import { FileStorage } from '../../src/storage/file-storage.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { isIomapdError } from '../../src/util/errors.ts';
+import { PoisonLatch } from '../../src/storage/poison-latch.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -54,15 +55,17 @@ describe('storage backends', () => {
     await expect(f.read(Buffer.alloc(1), 0)).rejects.toMatchObject({ code: 'IO' });
   });
 
-  it('a failed sync poisons the storage: later writes and syncs are refused, reads work', async () => {
-    const f = new FaultStorage(new MemoryStorage(Buffer.alloc(4096)));
-    f.failOn({ op: 'sync', nth: 1, errno: 'EIO' });
+  it('a failed sync poisons the storage through its latch: later writes and syncs are refused, reads work', async () => {
+    const faults = new FaultStorage(new MemoryStorage(Buffer.alloc(4096)));
+    const f = new PoisonLatch(faults);
+    faults.failOn({ op: 'sync', nth: 1, errno: 'EIO' });
     await expect(f.sync()).rejects.toMatchObject({ code: 'IO' });
     await expect(f.write(Buffer.alloc(1), 0)).rejects.toMatchObject({ code: 'STORAGE_POISONED' });
     await expect(f.sync()).rejects.toMatchObject({ code: 'STORAGE_POISONED' });
     await f.read(Buffer.alloc(1), 0);
-    const c = new CrashStorage(Buffer.alloc(4096), 1);
-    c.failNextSync();
+    const crash = new CrashStorage(Buffer.alloc(4096), 1);
+    const c = new PoisonLatch(crash);
+    crash.failNextSync();
     await expect(c.sync()).rejects.toSatisfy((e) => isIomapdError(e, 'IO'));
     await expect(c.write(Buffer.alloc(1), 0)).rejects.toMatchObject({ code: 'STORAGE_POISONED' });
   });

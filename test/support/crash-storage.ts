@@ -6,7 +6,7 @@
 // armCrash(n) makes the storage "lose power" after n more mutating calls: the crash image is taken
 // at that moment and every later call fails, as if the process had died.
 import { IomapdError } from '../../src/util/errors.ts';
-import { type Storage, poisonedError } from '../../src/storage/storage.ts';
+import { type Storage } from '../../src/storage/storage.ts';
 import { seededRandom } from './seeded-random.ts';
 
 const SECTOR = 512;
@@ -24,7 +24,6 @@ export class CrashStorage implements Storage {
   private readonly random: () => number;
   private countdown = -1;
   private crashed: Buffer | null = null;
-  private poisoned = false;
   /** Counters a test can assert on. */
   readonly counts = { read: 0, write: 0, sync: 0 };
 
@@ -44,7 +43,7 @@ export class CrashStorage implements Storage {
     return this.crashed !== null;
   }
 
-  /** Marks the next sync as failing (EIO) and poisons the storage, like a failed fdatasync. */
+  /** Makes the next sync fail (EIO), like a failed fdatasync; the PoisonLatch above latches. */
   failNextSync(): void {
     this.countdown = -2;
   }
@@ -108,7 +107,6 @@ export class CrashStorage implements Storage {
   }
 
   async write(buf: Buffer, offset: number): Promise<void> {
-    if (this.poisoned) throw poisonedError();
     this.tick();
     this.counts.write++;
     const end = offset + buf.length;
@@ -120,10 +118,8 @@ export class CrashStorage implements Storage {
   }
 
   async sync(): Promise<void> {
-    if (this.poisoned) throw poisonedError();
     if (this.countdown === -2) {
       this.countdown = -1;
-      this.poisoned = true;
       throw new IomapdError('IO', 'injected fdatasync failure');
     }
     this.tick();
@@ -139,7 +135,6 @@ export class CrashStorage implements Storage {
 
   /** Resizing is treated as durable at once (the host filesystem's metadata journal). */
   async resize(size: number): Promise<void> {
-    if (this.poisoned) throw poisonedError();
     this.tick();
     this.ensure(size);
     if (size < this.length) {
