@@ -7,23 +7,11 @@
 // The scenarios run one after the other in this one file: each boots its own guest, and two
 // TCG guests at once on a 2-core machine would only slow each other down.
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  BUILD_TIMEOUT_MS,
-  assertGuestPassed,
-  bytesOf,
-  checkPatternsOnHost,
-  cli,
-  describeCounts,
-  ensureRig,
-  explain,
-  parseRanges,
-  requireRig,
-  runGuest,
-  totals,
-  typesIn,
-  withDaemon,
-} from './harness.ts';
-import type { Backend, Daemon, GuestRun, ImageInfo, MapExtent, RigStatus } from './harness.ts';
+import { assertGuestPassed, bytesOf, checkPatternsOnHost, describeCounts, explain, typesIn } from './checks.ts';
+import { cli, totals, withDaemon } from './kernel-daemon.ts';
+import type { Backend, ImageInfo, KernelDaemon, MapExtent } from './kernel-daemon.ts';
+import { BUILD_TIMEOUT_MS, ensureRig, parseRanges, requireRig, runGuest } from './rig.ts';
+import type { GuestRun, RigStatus } from './rig.ts';
 
 /** Vitest's bound for one scenario: the guest's own bound plus the rig's grace and the daemon's. */
 function testTimeout(guestSec: number): number {
@@ -40,7 +28,7 @@ beforeAll(async () => {
 }, BUILD_TIMEOUT_MS + 30_000);
 
 /** Fails with the console and daemon logs attached unless `ok`. */
-function check(ok: boolean, run: GuestRun, daemon: Daemon, what: string): void {
+function check(ok: boolean, run: GuestRun, daemon: KernelDaemon, what: string): void {
   if (!ok) throw new Error(explain(run, daemon, what));
 }
 

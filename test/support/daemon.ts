@@ -2,6 +2,8 @@
 // starts a daemon: spawn it with the pinned Node, wait for its `listening` log line, stop it with
 // SIGTERM (clean) or SIGKILL (a crash), and keep what it printed for failure messages. Also
 // runCli for one-shot commands (`create`, `check`, a serve expected to refuse).
+// A test that needs particular log lines whole (the kernel harness counts connections from them)
+// passes onLog, which sees every JSON log line as it arrives.
 //
 // The listening line is logged at info, so a daemon always runs at `--log-level info` or lower
 // (`trace`, `debug`); its output is kept as a bounded tail, and every error or fatal log line is
@@ -27,10 +29,15 @@ export interface Exit {
   readonly signal: NodeJS.Signals | null;
 }
 
+/** One pino JSON log line's fields. */
+export type LogEntry = Readonly<Record<string, unknown>>;
+
 export interface DaemonOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
+  /** Called with every JSON log line on stdout, in order (the output itself is kept only as a tail). */
+  onLog?: (entry: LogEntry) => void;
 }
 
 /** Daemons still running; killed if the test process exits first (a timed-out test). */
@@ -45,17 +52,21 @@ export class Daemon {
   readonly command: string;
   /** The URI from the `listening` line (set once start() resolves). */
   uri = '';
+  /** The address from the `listening` line: `HOST:PORT` for TCP, the path for a Unix socket. */
+  address = '';
   private stdout = '';
   private stderr = '';
   private pendingLine = '';
   private readonly badLines: string[] = [];
   private exitInfo: Exit | null = null;
   private readonly exitPromise: Promise<Exit>;
-  private onListening: ((uri: string) => void) | null = null;
+  private onListening: ((entry: { uri: string; address: string }) => void) | null = null;
+  private readonly onLog: ((entry: LogEntry) => void) | undefined;
 
-  private constructor(child: ChildProcess, command: string) {
+  private constructor(child: ChildProcess, command: string, onLog?: (entry: LogEntry) => void) {
     this.child = child;
     this.command = command;
+    this.onLog = onLog;
     live.add(child);
     // 'close' rather than 'exit': it comes after the output has been read to the end.
     this.exitPromise = new Promise((resolve) =>
@@ -79,16 +90,16 @@ export class Daemon {
     const args = [MAIN, 'serve', ...serveArgs];
     if (!serveArgs.includes('--log-level')) args.push('--log-level', 'info');
     const child = spawn(NODE, args, { cwd: opts.cwd ?? REPO_ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const d = new Daemon(child, [NODE, ...args].join(' '));
+    const d = new Daemon(child, [NODE, ...args].join(' '), opts.onLog);
     const timeoutMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     try {
-      d.uri = await new Promise<string>((resolve, reject) => {
+      ({ uri: d.uri, address: d.address } = await new Promise<{ uri: string; address: string }>((resolve, reject) => {
         d.onListening = resolve;
         timer = setTimeout(() => reject(new Error(`no "listening" line within ${timeoutMs} ms`)), timeoutMs);
         child.once('error', reject);
         void d.exitPromise.then(({ code, signal }) => reject(new Error(`it exited (code ${code}, signal ${signal}) before listening`)));
-      });
+      }));
     } catch (err) {
       await d.kill().catch(() => {});
       throw new Error(`iomapd did not start: ${(err as Error).message}\n${d.describe()}`);
@@ -101,6 +112,13 @@ export class Daemon {
 
   get pid(): number {
     return this.child.pid!;
+  }
+
+  /** The TCP port it listens on (from the `listening` address; throws for a Unix socket). */
+  get port(): number {
+    const port = Number(this.address.slice(this.address.lastIndexOf(':') + 1));
+    if (!Number.isInteger(port) || port <= 0) throw new Error(`iomapd listens on ${JSON.stringify(this.address)}, not a TCP port`);
+    return port;
   }
 
   get alive(): boolean {
@@ -179,7 +197,10 @@ export class Daemon {
       const entry = logEntry(line);
       if (entry === null) continue;
       if (typeof entry.level === 'number' && entry.level >= PINO_ERROR) this.badLines.push(line);
-      if (entry.msg === 'listening' && typeof entry.uri === 'string') this.onListening?.(entry.uri);
+      if (entry.msg === 'listening' && typeof entry.uri === 'string') {
+        this.onListening?.({ uri: entry.uri, address: typeof entry.address === 'string' ? entry.address : '' });
+      }
+      this.onLog?.(entry);
     }
   }
 }
@@ -189,11 +210,11 @@ function keepTail(text: string): string {
 }
 
 /** A pino JSON line's fields, or null for any other line. */
-function logEntry(line: string): { level?: unknown; msg?: unknown; uri?: unknown } | null {
+function logEntry(line: string): LogEntry | null {
   if (!line.startsWith('{')) return null;
   try {
     const obj: unknown = JSON.parse(line);
-    return typeof obj === 'object' && obj !== null ? obj : null;
+    return typeof obj === 'object' && obj !== null && !Array.isArray(obj) ? (obj as LogEntry) : null;
   } catch {
     return null;
   }
@@ -212,11 +233,12 @@ export function runCli(args: readonly string[], opts: { timeoutMs?: number; cwd?
     const child = spawn(NODE, [MAIN, ...args], { cwd: opts.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Decoded as a stream, so a character split across two chunks stays whole.
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`iomapd ${args.join(' ')} timed out after ${timeoutMs} ms`));
+      reject(new Error(`iomapd ${args.join(' ')} timed out after ${timeoutMs} ms\n${`${stdout}${stderr}`.slice(-QUOTE)}`));
     }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);

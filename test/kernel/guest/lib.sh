@@ -1,11 +1,11 @@
-# Shell helpers for the kernel rig's guest scenarios. test/kernel/harness.ts puts this file in
-# front of each scenario script; the guest runs the result with busybox sh (scripts/rig/init).
+# Shell helpers for the kernel rig's guest scenarios. test/kernel/rig.ts puts this file in front
+# of each scenario script; the guest runs the result with busybox sh (scripts/rig/init).
 #
 # busybox sh runs its own applets before $PATH, so util-linux, coreutils and the filesystem tools
 # are called by full path. Its variables are dynamically scoped: a helper's variables start with
 # "_<helper>_" so that they never overwrite a caller's.
 #
-# Lines for the host (test/kernel/harness.ts reads the console):
+# Lines for the host (test/kernel/rig.ts reads the console):
 #   RIG-STEP <guest uptime> <what>        progress, for timings
 #   RIG-PATTERN <name> <offset> <length> <sha256>   a region the host checks in the image file
 #   RIG-RANGE <kind> <offset> <length>    a device range the host looks up in `iomapd map`
