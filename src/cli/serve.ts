@@ -207,6 +207,13 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     throw err;
   }
   const control = served.image ? await startControl(served.image, registry, server, options, log) : null;
+  // Before the `listening` lines: a client (or a supervisor) may signal as soon as it sees one.
+  stopOnSignals(log, async () => {
+    await control?.close();
+    await server.shutdown();
+    // The store's one owner closes it (devices never do, and every export may be gone).
+    await served.close();
+  });
   for (const a of addresses) {
     for (const e of served.exports) {
       log.info(
@@ -215,12 +222,6 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
       );
     }
   }
-  stopOnSignals(log, async () => {
-    await control?.close();
-    await server.shutdown();
-    // The store's one owner closes it (devices never do, and every export may be gone).
-    await served.close();
-  });
 }
 
 /** One line on how the image is accessed; a --cache=none that fell back says why. */
