@@ -7,12 +7,12 @@
 // skips a whole empty group at once, and when the groups to probe outnumber the present ones it
 // scans the present ones instead.
 import assert from 'node:assert/strict';
-import type {
-  BlockDevice,
-  DeviceCapabilities,
-  DeviceExtent,
-  WriteOptions,
-  ZeroOptions,
+import {
+  fullCapabilities,
+  type BlockDevice,
+  type DeviceExtent,
+  type WriteOptions,
+  type ZeroOptions,
 } from '../engine/block-device.ts';
 import { fail } from '../util/errors.ts';
 import { DEFAULT_BLOCK_SIZES } from '../engine/block-sizes.ts';
@@ -24,17 +24,7 @@ const PAGES_PER_GROUP = 1024;
 const STATUS_PAGE_BUDGET = 64 * 1024;
 
 // Memory is volatile, so flush and FUA have nothing to wait for; zeroing is always fast.
-const MEMORY_CAPABILITIES: DeviceCapabilities = Object.freeze({
-  flush: true,
-  fua: true,
-  trim: true,
-  writeZeroes: true,
-  fastZero: true,
-  cache: true,
-  sparse: true,
-  multiConn: true,
-  rotational: false,
-});
+const MEMORY_CAPABILITIES = fullCapabilities(true);
 
 export interface MemoryDeviceOptions {
   /** Bytes; a multiple of 512 up to 2^53 - 1. */

@@ -14,13 +14,14 @@
 //   otherwise, and for block devices, everything is data.
 // - A read past the end of a file that shrank under us is an IO error, not zeroes.
 // - No lock is taken: two processes serving one file will corrupt it.
-import type {
-  BlockDevice,
-  BlockSizes,
-  DeviceCapabilities,
-  DeviceExtent,
-  WriteOptions,
-  ZeroOptions,
+import {
+  fullCapabilities,
+  type BlockDevice,
+  type BlockSizes,
+  type DeviceCapabilities,
+  type DeviceExtent,
+  type WriteOptions,
+  type ZeroOptions,
 } from '../engine/block-device.ts';
 import { DEFAULT_BLOCK_SIZES } from '../engine/block-sizes.ts';
 import { FileStorage } from '../storage/file-storage.ts';
@@ -40,20 +41,6 @@ const ZERO_BUFFER = Buffer.alloc(ZERO_CHUNK);
 export const DEFAULT_PUNCH_MIN_LENGTH = 64 * 1024;
 /** Block status answers at most this many extents per call (the client asks again for the rest). */
 const MAX_STATUS_EXTENTS = 32;
-
-function capabilities(sparse: boolean): DeviceCapabilities {
-  return Object.freeze({
-    flush: true,
-    fua: true,
-    trim: true,
-    writeZeroes: true,
-    fastZero: true,
-    cache: true,
-    sparse,
-    multiConn: true,
-    rotational: false,
-  });
-}
 
 export interface RawFileOpenOptions extends RawFileOpenRequest {
   /** Open O_RDONLY: serving needs only read permission. The server refuses writes itself. */
@@ -100,7 +87,7 @@ export class RawFileDevice implements BlockDevice {
     this.path = state.path;
     this.size = state.size;
     this.readOnly = state.readOnly;
-    this.capabilities = capabilities(state.sparse);
+    this.capabilities = fullCapabilities(state.sparse);
     this.#file = state.file;
     this.gates = state.file.gates;
     this.#storage = new PoisonLatch(state.file);

@@ -28,6 +28,24 @@ export interface DeviceCapabilities {
   readonly rotational: boolean;
 }
 
+/**
+ * A device that does everything iomapd can advertise (every command, FUA, FAST_ZERO, one view for
+ * all connections, not rotational), with `sparse` saying whether block status finds holes.
+ */
+export function fullCapabilities(sparse: boolean): DeviceCapabilities {
+  return Object.freeze({
+    flush: true,
+    fua: true,
+    trim: true,
+    writeZeroes: true,
+    fastZero: true,
+    cache: true,
+    sparse,
+    multiConn: true,
+    rotational: false,
+  });
+}
+
 export interface WriteOptions {
   /** Durable before the promise resolves (NBD_CMD_FLAG_FUA). */
   readonly fua: boolean;

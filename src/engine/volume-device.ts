@@ -11,7 +11,7 @@ import type { VolumeFacts } from '../fs/volumes.ts';
 import type { Logger } from '../util/log.ts';
 import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
-import type { BlockDevice, BlockSizes, DeviceCapabilities, DeviceExtent, MappingExtent, WriteOptions, ZeroOptions } from './block-device.ts';
+import { fullCapabilities, type BlockDevice, type BlockSizes, type DeviceCapabilities, type DeviceExtent, type MappingExtent, type WriteOptions, type ZeroOptions } from './block-device.ts';
 import type { VolumeCounters } from './counters.ts';
 import { allocationStatus, mappingStatus } from './block-status.ts';
 import type { RangeLock } from './range-lock.ts';
@@ -40,17 +40,7 @@ export class VolumeDevice implements BlockDevice {
   readonly size: number;
   readonly readOnly: boolean;
   readonly blockSizes: BlockSizes;
-  readonly capabilities: DeviceCapabilities = Object.freeze({
-    flush: true,
-    fua: true,
-    trim: true,
-    writeZeroes: true,
-    fastZero: true,
-    cache: true,
-    sparse: true,
-    multiConn: true,
-    rotational: false,
-  });
+  readonly capabilities: DeviceCapabilities = fullCapabilities(true);
   readonly name: string;
   private readonly parts: VolumeDeviceParts;
   private readonly vc: VolumeContext;
