@@ -21,7 +21,7 @@ import type { Export, ExportRegistry } from './export-registry.ts';
 import { DEFAULT_SERVER_LIMITS, Limits, type ServerLimits } from './limits.ts';
 import { handleOption, newSession, type Session } from './negotiation.ts';
 import { errorReply } from './replies.ts';
-import { ioBuffers } from './buffer-pool.ts';
+import { payloadDone, takePayloadBuffer, writeReply } from './io-buffers.ts';
 import { RequestBudget } from './request-budget.ts';
 import { ReceiveSlab, adoptWithUserBuffers } from './socket-receive.ts';
 import { RequestCounters } from './request-counters.ts';
@@ -314,7 +314,7 @@ export class Connection {
       request = null;
       rejection = { errno: toNbdErrno(new IomapdError('SHUTTING_DOWN')).errno, message: 'the server is shutting down' };
     }
-    const into = this.slab !== null && request !== null && v.payload >= DIRECT_PAYLOAD_BYTES ? ioBuffers.take(v.payload) : null;
+    const into = this.slab !== null && request !== null && v.payload >= DIRECT_PAYLOAD_BYTES ? takePayloadBuffer(v.payload) : null;
     this.lastWriteDirect = into !== null;
     this.pending = { header, request, rejection, remaining: v.payload, chunks: [], into };
     this.state = 'request-payload';
@@ -357,8 +357,7 @@ export class Connection {
     const tx = this.tx!;
     dispatch(tx.dispatch, req, payload).then(
       (reply) => {
-        // The device is done with the payload: a pooled one goes back (buffer-pool.ts).
-        if (payload !== null) ioBuffers.give(payload);
+        if (payload !== null) payloadDone(payload);
         this.finish(req, bytes, reply, 0);
       },
       (err: unknown) => {
@@ -401,16 +400,7 @@ export class Connection {
       this.socket.cork();
       setImmediate(this.uncork);
     }
-    for (const buf of reply) {
-      if (ioBuffers.owns(buf)) {
-        // Back to the pool once the socket has sent it (never after a failed write: who knows).
-        this.socket.write(buf, (err) => {
-          if (!err) ioBuffers.give(buf);
-        });
-      } else {
-        this.socket.write(buf);
-      }
-    }
+    for (const buf of reply) writeReply(this.socket, buf);
     this.noteQueuedReplies();
   }
 
@@ -510,7 +500,7 @@ function copyInto(queue: ByteQueue, n: number, out: Buffer, at: number): void {
 function gather(views: readonly Buffer[]): Buffer {
   let total = 0;
   for (const v of views) total += v.length;
-  const out = ioBuffers.take(total);
+  const out = takePayloadBuffer(total);
   let at = 0;
   for (const v of views) at += v.copy(out, at);
   return out;
