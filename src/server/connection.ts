@@ -10,26 +10,25 @@
 //
 // This file holds the states and their handlers; the rest has rooms of its own: the socket, its
 // input queue, backpressure, reply batching and closing (transport.ts), where payloads land
-// (payload-landing.ts), requests in flight and their budgets (requests-in-flight.ts), timers
+// (payload-landing.ts), requests in flight, their replies and budgets (requests-in-flight.ts), timers
 // (connection-timers.ts) and pooled buffers (io-buffers.ts).
 import type { Socket } from 'node:net';
 import { ClientFlag, Cmd, HandshakeFlag } from '../protocol/constants.ts';
 import { decodeClientFlags, decodeOptionHeader, encodeGreeting } from '../protocol/handshake.ts';
-import { cmdFlagNames, cmdName, errName, optName, txFlagNames } from '../protocol/names.ts';
+import { optName, txFlagNames } from '../protocol/names.ts';
 import { decodeRequest, type Request } from '../protocol/transmission.ts';
 import type { Logger } from '../util/log.ts';
 import { ConnectionTimers } from './connection-timers.ts';
-import { dispatch, type Reply } from './dispatch.ts';
-import { rejection, toNbdErrno, type Rejection } from './errno.ts';
+import type { Reply } from './dispatch.ts';
+import { rejection, type Rejection } from './errno.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
-import { payloadDone } from './io-buffers.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './limits.ts';
 import { handleOption, newSession, type Session } from './negotiation.ts';
 import { PayloadLanding } from './payload-landing.ts';
 import { errorReply } from './replies.ts';
 import { RequestBudget } from './request-budget.ts';
 import { RequestCounters } from './request-counters.ts';
-import { heldBytes, RequestsInFlight } from './requests-in-flight.ts';
+import { RequestsInFlight, traceRequest } from './requests-in-flight.ts';
 import { transmissionContext, type Transmission } from './transmission-context.ts';
 import { Transport } from './transport.ts';
 import { validateRequest, type ValidRequest } from './validate.ts';
@@ -74,7 +73,7 @@ export class Connection {
     this.log = log;
     const limits = (this.limits = options.limits ?? DEFAULT_SERVER_LIMITS);
     const budget = options.budget ?? new RequestBudget(limits.maxInFlightTotal);
-    this.requests = new RequestsInFlight(limits.maxInFlightPerConnection, budget, () => this.pump());
+    this.requests = new RequestsInFlight(limits.maxInFlightPerConnection, budget, () => this.pump(), (reply) => this.answered(reply));
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     // The transport asks for its first read buffer while it adopts the socket: before it returns.
     this.transport = new Transport(socket, {
@@ -264,49 +263,20 @@ export class Connection {
     if (request === null) {
       const r = this.rejection!;
       this.rejection = null;
-      this.traceRequest(header, r.errno);
+      traceRequest(this.log, header, r.errno);
       const to = { cookie: header.cookie, wireOffset: header.offset };
       this.transport.send([errorReply(this.tx!.dispatch.style, to, r.errno, r.message)]);
       return true;
     }
-    this.start(request, payload);
+    this.requests.start(this.tx!.dispatch, request, payload, this.log);
     return true;
   }
 
-  private start(req: ValidRequest, payload: Buffer | null): void {
-    const bytes = heldBytes(req, payload);
-    this.requests.begin(bytes);
-    const tx = this.tx!;
-    dispatch(tx.dispatch, req, payload).then(
-      (reply) => {
-        if (payload !== null) payloadDone(payload);
-        this.finish(req, bytes, reply, 0);
-      },
-      (err: unknown) => {
-        const { errno, message, isExpected } = toNbdErrno(err);
-        if (!isExpected) this.log.error({ err, command: cmdName(req.type) }, 'request failed with an unexpected error');
-        else this.log.warn({ command: cmdName(req.type), offset: req.offset, length: req.length, error: errName(errno), reason: message }, 'request failed');
-        this.finish(req, bytes, [errorReply(tx.dispatch.style, req, errno, message)], errno);
-      },
-    );
-  }
-
-  private finish(req: ValidRequest, bytes: number, reply: Reply, errno: number): void {
-    this.requests.end(bytes);
-    this.traceRequest(req, errno);
+  /** A request is answered: its reply goes out, then the next request may be read. */
+  private answered(reply: Reply): void {
     this.transport.send(reply);
     if (this.stopReading) this.maybeFinish();
     else this.pump();
-    // Last: giving the slot back may wake other connections (and this one), which then read on.
-    this.requests.giveSlot();
-  }
-
-  private traceRequest(req: { type: number; flags: number; offset: bigint | number; length: bigint | number }, errno: number): void {
-    if (!this.log.isLevelEnabled('trace')) return;
-    this.log.trace(
-      { command: cmdName(req.type), flags: cmdFlagNames(req.flags), offset: Number(req.offset), length: Number(req.length), result: errName(errno) },
-      'request',
-    );
   }
 
   private maybeFinish(): void {
