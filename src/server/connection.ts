@@ -78,10 +78,7 @@ export class Connection {
     // The transport asks for its first read buffer while it adopts the socket: before it returns.
     this.transport = new Transport(socket, {
       directTarget: () => (this.state === 'request-payload' ? this.landing.directTarget() : null),
-      // After a large WRITE the next is likely one too: read just its header, so that its payload
-      // goes straight to its own buffer rather than into the slab and then copied (over TCP a
-      // read returns all that has arrived, often much of the payload).
-      slabReadLimit: () => (this.landing.lastWasDirect && this.state === 'request-header' ? (this.tx!.validation.extended ? 32 : 28) : 0),
+      slabReadLimit: () => this.slabReadLimit(),
       receivedDirect: (n) => this.landing.receivedDirect(n),
       pump: () => this.pump(),
       ended: () => this.onEnd(),
@@ -92,6 +89,16 @@ export class Connection {
     this.transport.writeHandshake([encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES)]);
     const handshakeMs = limits.handshakeTimeoutMs;
     this.timers.startHandshake(handshakeMs, () => this.close(`no complete handshake within ${handshakeMs} ms`));
+  }
+
+  /**
+   * After a large WRITE the next is likely one too: read just its header, so that its payload
+   * goes straight to its own buffer rather than into the slab and then copied (over TCP a read
+   * returns all that has arrived, often much of the payload). 0: no limit.
+   */
+  private slabReadLimit(): number {
+    if (!this.landing.lastWasDirect || this.state !== 'request-header') return 0;
+    return this.tx!.validation.extended ? 32 : 28;
   }
 
   /** The export this connection is in transmission with (null while negotiating). */
