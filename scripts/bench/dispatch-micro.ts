@@ -15,7 +15,7 @@ import { Engine } from '../../src/engine/engine.ts';
 import { openImageFile } from '../../src/fs/image-file.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
-import { ioBuffers } from '../../src/server/buffer-pool.ts';
+import { replySent } from '../../src/server/io-buffers.ts';
 import { dispatch } from '../../src/server/dispatch.ts';
 import type { ValidRequest } from '../../src/server/validate.ts';
 import { loadConfig } from './config.ts';
@@ -39,7 +39,7 @@ async function measure(name: string, device: BlockDevice, type: number): Promise
       const offset = ((i * 2654435761) % blocks) * 4096;
       const req: ValidRequest = { type, flags: 0, cookie: BigInt(i), offset, length: 4096, wireOffset: BigInt(offset) };
       const reply = await dispatch(ctx, req, type === Cmd.WRITE ? payload : null);
-      for (const buf of reply) ioBuffers.give(buf); // as the connection does once the socket sent it
+      for (const buf of reply) replySent(buf); // as the transport does once the socket sent it
     }
   };
   for (let round = 0; round < 2; round++) {

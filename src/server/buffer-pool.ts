@@ -8,10 +8,7 @@
 // ones come from Node's own slab), and at most `maxIdleBytes` of them wait idle; more are dropped
 // for the garbage collector. One pool serves every connection of the process (one thread).
 //
-// The rule that keeps this safe: a buffer is given back only by the one who holds it last, after
-// its last use, and only when that use succeeded: the connection gives a reply buffer back from the
-// callback of the socket write that sent it, and a payload once its request succeeded (a device
-// never keeps a payload after its write settles). A buffer whose use failed is never given back.
+// Who takes which buffer and who gives it back is decided in one place: io-buffers.ts.
 
 const MIN_POOLED = 4096;
 
@@ -60,6 +57,3 @@ export class BufferPool {
     return this.idle;
   }
 }
-
-/** The process's reply and payload buffers: at most 32 MiB idle (QD32 of 1 MiB requests). */
-export const ioBuffers = new BufferPool(32 * 1024 * 1024);

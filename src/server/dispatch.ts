@@ -10,7 +10,7 @@ import {
   type StatusExtent,
 } from '../protocol/transmission.ts';
 import type { BlockDevice, DeviceExtent } from '../engine/block-device.ts';
-import { ioBuffers } from './buffer-pool.ts';
+import { replyUnused } from './io-buffers.ts';
 import { allocReadReply, chunkTarget, finishReadReply, successReply } from './replies.ts';
 import type { ValidRequest } from './validate.ts';
 
@@ -71,7 +71,7 @@ async function read(ctx: DispatchContext, req: ValidRequest): Promise<Reply> {
   if (sparseOk) {
     const extents = await coverRange(device, req.offset, req.length);
     if (extents.some((e) => e.zero)) {
-      ioBuffers.give(reply);
+      replyUnused(reply);
       return sparseRead(ctx, req, extents);
     }
   }

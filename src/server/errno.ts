@@ -38,3 +38,13 @@ export function toNbdErrno(err: unknown): { errno: NbdErrno; message: string; is
   if (err instanceof IomapdError) return { errno: errnoOf[err.code], message: err.message, isExpected: true };
   return { errno: NbdErr.EIO, message: 'internal error', isExpected: false };
 }
+
+/** Why a request was refused before it reached the device: its errno and the message an ERROR chunk carries. */
+export interface Rejection {
+  readonly errno: NbdErrno;
+  readonly message: string;
+}
+
+export function rejection(code: ErrorCode, message: string): Rejection {
+  return { errno: errnoOf[code], message };
+}

@@ -9,7 +9,7 @@ import {
   type ChunkTarget,
   type HeaderStyle,
 } from '../protocol/transmission.ts';
-import { ioBuffers } from './buffer-pool.ts';
+import { takeReplyBuffer } from './io-buffers.ts';
 import type { ValidRequest } from './validate.ts';
 
 /** The identity a reply echoes: the cookie always, the request offset as sent in extended headers. */
@@ -46,11 +46,11 @@ export function readHeaderRoom(style: HeaderStyle): number {
 /**
  * A READ reply buffer: room for the header, then `req.length` bytes the device reads into, so the
  * data goes from the device to the socket without another copy. Call `finishReadReply` after.
- * It comes from the reply pool; the connection gives it back once the socket has sent it.
+ * It comes from the pool (io-buffers.ts); the transport gives it back once the socket has sent it.
  */
 export function allocReadReply(style: HeaderStyle, req: ValidRequest): { reply: Buffer; data: Buffer } {
   const room = readHeaderRoom(style);
-  const reply = ioBuffers.take(room + req.length);
+  const reply = takeReplyBuffer(room + req.length);
   return { reply, data: reply.subarray(room) };
 }
 
