@@ -67,9 +67,10 @@ export class PoisonLatch implements Storage {
     return this.inner.read(buf, offset);
   }
 
-  async write(buf: Buffer, offset: number): Promise<void> {
-    this.refuseIfPoisoned();
-    await this.inner.write(buf, offset);
+  /** No async layer of its own: this is on every data write's path. */
+  write(buf: Buffer, offset: number): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    return this.inner.write(buf, offset);
   }
 
   async sync(): Promise<void> {
