@@ -76,27 +76,32 @@ export class Transport {
     return this.ownBuffers;
   }
 
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.closed) return;
+    this.queue.push(chunk);
+    this.events.pump();
+  };
+  private readonly onEnd = (): void => this.events.ended();
+  private readonly onError = (err: Error): void => this.events.error(err);
+  private readonly onClose = (): void => {
+    this.closed = true;
+    this.events.closed();
+  };
+  private readonly onDrain = (): void => {
+    if (!this.waitingForDrainFlag) return;
+    this.waitingForDrainFlag = false;
+    this.events.pump();
+  };
+
   private readDataEvents(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      if (this.closed) return;
-      this.queue.push(chunk);
-      this.events.pump();
-    });
+    socket.on('data', this.onData);
   }
 
   private listen(socket: Socket): void {
-    const events = this.events;
-    socket.on('end', () => events.ended());
-    socket.on('error', (err) => events.error(err));
-    socket.on('close', () => {
-      this.closed = true;
-      events.closed();
-    });
-    socket.on('drain', () => {
-      if (!this.waitingForDrainFlag) return;
-      this.waitingForDrainFlag = false;
-      events.pump();
-    });
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    socket.on('drain', this.onDrain);
   }
 
   /**
@@ -105,10 +110,11 @@ export class Transport {
    */
   startTls(wrap: (plain: Socket) => TLSSocket): void {
     const plain = this.current;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('end');
-    plain.removeAllListeners('close');
-    plain.removeAllListeners('drain');
+    // Only our listeners: the adoption's own (socket-receive.ts) must stay.
+    plain.off('data', this.onData);
+    plain.off('end', this.onEnd);
+    plain.off('close', this.onClose);
+    plain.off('drain', this.onDrain);
     const tls = wrap(plain);
     this.plain = plain;
     this.current = tls;

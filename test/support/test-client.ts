@@ -7,6 +7,7 @@
 // Request bytes are built by hand from the spec's numbers (test/support/wire.ts), never with the
 // server's codec.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import {
   be16,
   be32,
@@ -66,13 +67,15 @@ interface Pending {
 const CMD_NAMES = ['READ', 'WRITE', 'DISC', 'FLUSH', 'TRIM', 'CACHE', 'WRITE_ZEROES'];
 
 export class TestClient {
-  readonly socket: Socket;
+  /** The connection's socket: a TLSSocket after startTls(). */
+  socket: Socket;
   private readonly inbox: Buffer[] = [];
   private have = 0;
   private isClosed = false;
   private closeError: Error | undefined;
   private wake: (() => void) | null = null;
   private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
   /** Header style the client negotiated; decides request and reply framing. */
   extended = false;
   /** Default deadline of one raw read. */
@@ -89,7 +92,11 @@ export class TestClient {
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    this.closedPromise = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.attach(socket);
+  }
+
+  private attach(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => {
       this.inbox.push(chunk);
       this.have += chunk.length;
@@ -103,6 +110,38 @@ export class TestClient {
       this.isClosed = true;
       if (this.pending !== null) this.failAll(new NbdClosedError('connection closed'));
       this.wake?.();
+      this.resolveClosed();
+    });
+  }
+
+  /**
+   * After the server ACKed STARTTLS: runs Node's TLS client over this connection; resolves once
+   * the handshake is done, rejects if it fails (the server refused the client, say).
+   */
+  startTls(options: ConnectionOptions, timeoutMs = this.readTimeoutMs): Promise<TLSSocket> {
+    if (this.have !== 0) throw new Error(`startTls with ${this.have} unread bytes`);
+    const plain = this.socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('error');
+    plain.on('error', () => {});
+    const tls = tlsConnect({ ...options, socket: plain });
+    this.socket = tls;
+    this.attach(tls);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`TLS handshake not done within ${timeoutMs} ms`)), timeoutMs);
+      tls.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolve(tls);
+      });
+      tls.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      tls.once('close', () => {
+        clearTimeout(timer);
+        reject(new Error('closed during the TLS handshake'));
+      });
     });
   }
 

@@ -26,6 +26,8 @@ export interface Credentials {
 
 /** TLS 1.3 only (the interface's choice; nbdkit, qemu and libnbd all speak it). */
 const MIN_VERSION = 'TLSv1.3';
+/** TLS 1.3 suites an external PSK can use (its hash is SHA-256). */
+const PSK_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
 
 async function readOptional(path: string): Promise<Buffer | undefined> {
   try {
@@ -59,7 +61,13 @@ export async function loadCredentials(sources: CredentialSources): Promise<Crede
     const text = (await readRequired(sources.pskFile, '--tls-psk')).toString('utf8');
     psk = parsePskFile(text, sources.pskFile);
   }
-  const options: Parameters<typeof createSecureContext>[0] = { minVersion: MIN_VERSION };
+  // sessionIdContext: OpenSSL refuses PSKs (TLS 1.3 resumes and external PSKs alike) on a
+  // context that asks for client certificates unless it has one (tls.Server sets it for its own).
+  const options: Parameters<typeof createSecureContext>[0] = { minVersion: MIN_VERSION, sessionIdContext: 'iomapd' };
+  // OpenSSL binds an external PSK to SHA-256 and drops it if the suite it picks hashes with
+  // SHA-384 (the handshake then falls back to certificates, which a PSK client lacks): with PSKs,
+  // offer only the SHA-256 suites of TLS 1.3.
+  if (psk !== null) options.ciphers = PSK_CIPHERS;
   if (sources.certDir !== undefined) {
     const dir = sources.certDir;
     const flag = '--tls-certificates';
