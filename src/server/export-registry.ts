@@ -7,6 +7,8 @@ export interface Export {
   readonly name: string;
   readonly description: string;
   readonly device: BlockDevice;
+  /** Only TLS clients may open it (an image volume marked require-tls). */
+  readonly requireTls?: boolean;
 }
 
 export class ExportRegistry {
