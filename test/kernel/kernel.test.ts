@@ -297,6 +297,8 @@ describe('kernel nbd client (Linux 6.1 in QEMU) against iomapd', () => {
             .split('\n')
             .filter((l) => l.includes('"msg":"negotiated"'));
           check(negotiated.length === 2 && negotiated.every((l) => l.includes('cn:alice')), run, daemon, `both negotiated lines should name the TLS identity cn:alice:\n${negotiated.join('\n')}`);
+          // The certificate-less client was refused by --tls-verify-peer, not by anything else.
+          check(daemon.output().includes('"reason":"client certificate refused: no certificate presented"'), run, daemon, 'no connection closed for a missing client certificate');
           const [first] = run.connections;
           expect(first!.requests.FUA ?? 0, 'FUA over TLS').toBeGreaterThan(0);
           expect(first!.requests.FLUSH ?? 0, 'FLUSH over TLS').toBeGreaterThan(0);
