@@ -4,7 +4,8 @@
 //   BENCH_RUNTIME=S        seconds each fio job measures (default 8)
 //   BENCH_RAMP=S           seconds each fio job runs before measuring (default 2)
 //   BENCH_REPS=N           repetitions of the whole matrix, interleaved (default 3; fewer is a smoke run)
-//   BENCH_SERVERS=a,b      only these servers (iomapd-image, iomapd-raw, nbdkit, qemu-nbd)
+//   BENCH_SERVERS=a,b      only these servers (iomapd-image, iomapd-raw, nbdkit, qemu-nbd,
+//                          iomapd-image-tls, nbdkit-tls: TLS_JOBS only)
 //   BENCH_JOBS=a,b         only these fio jobs (names in fio-jobs.ts)
 //   BENCH_TRANSPORTS=a,b   only these transports (unix, tcp)
 //   BENCH_AUX=0            skip the nbdcopy / nbdinfo --map timings
@@ -20,8 +21,17 @@ export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;
 
-export const SERVER_NAMES = ['iomapd-image', 'iomapd-raw', 'nbdkit', 'qemu-nbd'] as const;
+export const SERVER_NAMES = ['iomapd-image', 'iomapd-raw', 'nbdkit', 'qemu-nbd', 'iomapd-image-tls', 'nbdkit-tls'] as const;
 export type ServerName = (typeof SERVER_NAMES)[number];
+/** Servers behind `--tls require` with X.509 certificates; clients reach them at nbds:// URIs. */
+export const TLS_SERVERS: readonly ServerName[] = ['iomapd-image-tls', 'nbdkit-tls'];
+/** The fio jobs the TLS servers run (TLS costs per byte and per request: one row of each kind). */
+export const TLS_JOBS: readonly string[] = ['randread-4k-qd32', 'seqread-1m-qd8', 'seqwrite-1m-qd8'];
+
+/** Whether `server` runs `job` (TLS servers run TLS_JOBS only, and no nbdcopy / nbdinfo rows). */
+export function serverRuns(server: ServerName, job: string): boolean {
+  return !TLS_SERVERS.includes(server) || TLS_JOBS.includes(job);
+}
 export const TRANSPORTS = ['unix', 'tcp'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
 

@@ -5,12 +5,13 @@
 // and the report section of docs/PERFORMANCE.md. Settings: scripts/bench/config.ts.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadConfig, ROOT, type ServerName, type Transport } from './config.ts';
+import { loadConfig, ROOT, serverRuns, TLS_SERVERS, type ServerName, type Transport } from './config.ts';
 import { prepareDatasets } from './datasets.ts';
 import { FIO_JOBS, runFio } from './fio-jobs.ts';
 import { type AuxRun, type BenchResults, type JobRun } from './results.ts';
 import { writeReport } from './report.ts';
 import { type Dataset, type Running, startServer } from './servers.ts';
+import { makeServerCertificates } from './tls-certificates.ts';
 import { cpuSeconds, ensureTools, equalisePageCache, loadAverage, machineInfo, peakRssMiB, run, sleep } from './system.ts';
 
 const cfg = loadConfig();
@@ -31,6 +32,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const data = await prepareDatasets(cfg.dir, logDir, cfg.size);
+const tlsDir = cfg.servers.some((s) => TLS_SERVERS.includes(s)) ? makeServerCertificates(join(logDir, 'tls')) : undefined;
 const jobs = FIO_JOBS.filter((j) => cfg.jobFilter === null || cfg.jobFilter.includes(j.name));
 const results: BenchResults = {
   version: 1,
@@ -49,11 +51,11 @@ const save = () => writeFile(partial, JSON.stringify(results, null, 1));
 
 /** Interleaving: every server runs a job before any runs the next; the order flips each repetition. */
 const order = (rep: number): ServerName[] => (rep % 2 === 0 ? cfg.servers : [...cfg.servers].reverse());
-const fileFor = (server: ServerName, d: Dataset): string => (server === 'iomapd-image' ? d.image : d.raw);
+const fileFor = (server: ServerName, d: Dataset): string => (server === 'iomapd-image' || server === 'iomapd-image-tls' ? d.image : d.raw);
 
 async function withServer<T>(server: ServerName, transport: Transport, d: Dataset, body: (s: Running) => Promise<T>): Promise<T> {
   await equalisePageCache([fileFor(server, d)], cfg.dropCaches);
-  current = await startServer(server, transport, d, { dir: work, logDir });
+  current = await startServer(server, transport, d, { dir: work, logDir, ...(tlsDir === undefined ? {} : { tlsDir }) });
   try {
     return await body(current);
   } finally {
@@ -62,13 +64,15 @@ async function withServer<T>(server: ServerName, transport: Transport, d: Datase
   }
 }
 
-const total = cfg.reps * jobs.length * cfg.transports.length * cfg.servers.length;
+const pairs = jobs.reduce((n, job) => n + cfg.servers.filter((s) => serverRuns(s, job.name)).length, 0);
+const total = cfg.reps * pairs * cfg.transports.length;
 let done = 0;
-console.log(`fio matrix: ${total} runs of ${cfg.ramp + cfg.runtime} s (${jobs.length} jobs x ${cfg.transports.length} transports x ${cfg.servers.length} servers x ${cfg.reps} repetitions)`);
+console.log(`fio matrix: ${total} runs of ${cfg.ramp + cfg.runtime} s (${pairs} job-server pairs x ${cfg.transports.length} transports x ${cfg.reps} repetitions; TLS servers run ${TLS_SERVERS.length > 0 ? 'their jobs only' : ''})`);
 for (let rep = 1; rep <= cfg.reps; rep++) {
   for (const job of jobs) {
     for (const transport of cfg.transports) {
       for (const server of order(rep - 1)) {
+        if (!serverRuns(server, job.name)) continue;
         const load1 = loadAverage()[0];
         const r = await withServer(server, transport, data.main, async (s) => {
           const fio = runFio(job, s.uri, cfg.runtime, cfg.ramp, work);
@@ -96,7 +100,7 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
         done++;
         const v = job.metric === 'iops' ? `${Math.round(row.value).toLocaleString('en-US')} IOPS` : `${row.value.toFixed(0)} MiB/s`;
         console.log(
-          `[${String(done).padStart(3)}/${total}] rep ${rep} ${job.name.padEnd(26)} ${transport.padEnd(4)} ${server.padEnd(12)} ${v.padStart(14)}  ` +
+          `[${String(done).padStart(3)}/${total}] rep ${rep} ${job.name.padEnd(26)} ${transport.padEnd(4)} ${server.padEnd(16)} ${v.padStart(14)}  ` +
             `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${load1}`,
         );
       }
@@ -110,6 +114,7 @@ if (cfg.aux) {
       const d = test === 'nbdcopy-sparse' ? data.sparse : data.extents;
       for (const transport of cfg.transports) {
         for (const server of order(rep - 1)) {
+          if (TLS_SERVERS.includes(server)) continue;
           const a = await withServer(server, transport, d, async (s) => {
             const cpu0 = await cpuSeconds(s.pid);
             const args = test === 'nbdcopy-sparse' ? [s.uri, 'null:'] : ['--map', s.uri];

@@ -6,7 +6,7 @@ import { createWriteStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { ROOT, type ServerName, type Transport } from './config.ts';
+import { ROOT, TLS_SERVERS, type ServerName, type Transport } from './config.ts';
 import { sleep } from './system.ts';
 
 /** The same data, in the two forms the servers take. */
@@ -55,14 +55,30 @@ function freePort(): Promise<number> {
 /** The iomapd launcher; BENCH_IOMAPD points at another checkout's (before/after comparisons). */
 const IOMAPD = process.env.BENCH_IOMAPD ?? join(ROOT, 'scripts/iomapd');
 
-function command(name: ServerName, transport: Transport, data: Dataset, sock: string, port: number, iomapd: string): { cmd: string; args: string[]; file: string } {
+function command(name: ServerName, transport: Transport, data: Dataset, sock: string, port: number, iomapd: string, tlsDir: string | undefined): { cmd: string; args: string[]; file: string } {
   const listen = (unix: string[], tcp: string[]) => (transport === 'unix' ? unix : tcp);
+  const certs = (): string => {
+    if (tlsDir === undefined) throw new Error(`${name} needs StartOptions.tlsDir (scripts/bench/tls-certificates.ts)`);
+    return tlsDir;
+  };
   switch (name) {
     case 'iomapd-image':
       return {
         cmd: iomapd,
         args: ['serve', data.image, ...listen(['--socket', sock], ['--listen', `127.0.0.1:${port}`]), '--log-level', 'warn'],
         file: data.image,
+      };
+    case 'iomapd-image-tls':
+      return {
+        cmd: iomapd,
+        args: ['serve', data.image, ...listen(['--socket', sock], ['--listen', `127.0.0.1:${port}`]), '--tls', 'require', '--tls-certificates', certs(), '--log-level', 'warn'],
+        file: data.image,
+      };
+    case 'nbdkit-tls':
+      return {
+        cmd: 'nbdkit',
+        args: ['-f', '--exit-with-parent', '--tls=require', `--tls-certificates=${certs()}`, ...listen(['-U', sock], ['-i', '127.0.0.1', '-p', String(port)]), 'file', data.raw],
+        file: data.raw,
       };
     case 'iomapd-raw':
       return {
@@ -112,6 +128,8 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Another iomapd launcher than BENCH_IOMAPD / scripts/iomapd. */
   readonly iomapd?: string;
+  /** --tls-certificates DIR of the TLS servers (and the clients' CA). */
+  readonly tlsDir?: string;
 }
 
 let started = 0;
@@ -120,8 +138,8 @@ export async function startServer(name: ServerName, transport: Transport, data: 
   const sock = join(opts.dir, `${name}.sock`);
   await rm(sock, { force: true });
   const port = transport === 'tcp' ? await freePort() : 0;
-  const { cmd, args, file } = command(name, transport, data, sock, port, opts.iomapd ?? IOMAPD);
-  if (name === 'iomapd-image' && !(await isImage(data.image))) throw new Error(`${data.image} is no longer an iomapd image (superblock magic gone)`);
+  const { cmd, args, file } = command(name, transport, data, sock, port, opts.iomapd ?? IOMAPD, opts.tlsDir);
+  if ((name === 'iomapd-image' || name === 'iomapd-image-tls') && !(await isImage(data.image))) throw new Error(`${data.image} is no longer an iomapd image (superblock magic gone)`);
   const log = createWriteStream(join(opts.logDir, `${String(++started).padStart(4, '0')}-${name}-${transport}.log`));
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   child.stdout!.pipe(log);
@@ -142,7 +160,16 @@ export async function startServer(name: ServerName, transport: Transport, data: 
     await kill();
     throw new Error(`${name} over ${transport}: ${(err as Error).message} (log in ${opts.logDir})`);
   }
-  const uri = transport === 'unix' ? `nbd+unix:///?socket=${sock}` : `nbd://127.0.0.1:${port}/`;
+  // TLS clients skip verifying the server's certificate (tls-verify-peer=false): fio's libnbd
+  // refuses tls-certificates in a URI (local file access), and as root it would read
+  // /etc/pki/libnbd, which the bench leaves alone. Verification costs once per connection.
+  const uri = TLS_SERVERS.includes(name)
+    ? transport === 'unix'
+      ? `nbds+unix:///?socket=${sock}&tls-verify-peer=false`
+      : `nbds://127.0.0.1:${port}/?tls-verify-peer=false`
+    : transport === 'unix'
+      ? `nbd+unix:///?socket=${sock}`
+      : `nbd://127.0.0.1:${port}/`;
   return {
     name,
     pid: child.pid!,

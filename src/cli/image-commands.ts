@@ -48,9 +48,15 @@ function run(fn: (...args: any[]) => Promise<void>): (...args: any[]) => Promise
   };
 }
 
+function onOff(option: string, value: string): boolean {
+  if (value === 'on') return true;
+  if (value === 'off') return false;
+  throw new IomapdError('BAD_ARGUMENT', `${option} takes on or off, got ${JSON.stringify(value)}`);
+}
+
 function volumeLine(v: VolumeInfo): string {
   const kind = v.snapshot ? 'snapshot' : v.readOnly ? 'read-only' : 'volume';
-  return `${v.name}\t${human(v.size)}\t${kind}${v.inline ? ' inline' : ''}\tallocated ${human(v.allocatedBytes)}\textents ${v.extents}`;
+  return `${v.name}\t${human(v.size)}\t${kind}${v.inline ? ' inline' : ''}${v.requireTls ? ' require-tls' : ''}\tallocated ${human(v.allocatedBytes)}\textents ${v.extents}`;
 }
 
 export function registerImageCommands(program: Command): void {
@@ -89,12 +95,26 @@ export function registerImageCommands(program: Command): void {
     .requiredOption('--size <bytes>', 'volume size')
     .option('--preallocate', 'allocate the whole volume now')
     .option('--read-only', 'create the volume read-only')
+    .option('--require-tls', 'serve the volume only to TLS clients (never exported by serve --tls off)')
     .action(
-      run(async (image: string, name: string, o: { size: string; preallocate?: boolean; readOnly?: boolean }) => {
+      run(async (image: string, name: string, o: { size: string; preallocate?: boolean; readOnly?: boolean; requireTls?: boolean }) => {
         const v = await withImage(image, false, (a) =>
-          a.createVolume(name, parseSize(o.size), { preallocate: !!o.preallocate, readOnly: !!o.readOnly }),
+          a.createVolume(name, parseSize(o.size), { preallocate: !!o.preallocate, readOnly: !!o.readOnly, requireTls: !!o.requireTls }),
         );
-        process.stdout.write(`created volume ${v.name} (${human(v.size)})\n`);
+        process.stdout.write(`created volume ${v.name} (${human(v.size)})${v.requireTls ? ', TLS required' : ''}\n`);
+      }),
+    );
+  volume
+    .command('set')
+    .description("change a volume's settings")
+    .argument('<image>')
+    .argument('<name>')
+    .requiredOption('--require-tls <on|off>', 'serve the volume only to TLS clients (on) or to every client the --tls mode admits (off)')
+    .action(
+      run(async (image: string, name: string, o: { requireTls: string }) => {
+        const on = onOff('--require-tls', o.requireTls);
+        const v = await withImage(image, false, (a) => a.setRequireTls(name, on));
+        process.stdout.write(`volume ${v.name}: TLS ${v.requireTls ? 'required' : 'not required'}\n`);
       }),
     );
   volume

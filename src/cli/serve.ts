@@ -48,6 +48,11 @@ interface ServeOptions extends LimitOptions, TlsOptions {
   logLevel: string;
 }
 
+/** Whether this server admits TLS clients: require-tls volumes are exported only then. */
+function tlsEnabled(options: ServeOptions): boolean {
+  return options.tls !== 'off';
+}
+
 export function registerServe(program: Command): void {
   const command = program
     .command('serve', { isDefault: true })
@@ -92,7 +97,9 @@ function collectNames(value: string, previous: string[]): string[] {
 }
 
 interface Served {
-  exports: Array<{ name: string; device: BlockDevice }>;
+  exports: Array<{ name: string; device: BlockDevice; requireTls?: boolean }>;
+  /** Require-tls volumes not exported because this server has no TLS. */
+  heldForTls?: string[];
   what: string;
   /** Set when serving an image: the control channel works on it. */
   image?: { path: string; served: ServedImage; io: ImageIo };
@@ -160,11 +167,16 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
   for (const n of names) if (!volumes.includes(n)) throw new IomapdError('NOT_FOUND', `image ${path} has no volume "${n}"`);
   // The default export "" reaches the first one added: 'default' if it is served.
   const ordered = names.includes(EMBEDDED_DEFAULT.volume) ? [EMBEDDED_DEFAULT.volume, ...names.filter((n) => n !== EMBEDDED_DEFAULT.volume)] : names;
-  const exports = ordered.map((name) => {
-    const device = engine.device(name);
-    return { name, device: options.readOnly ? readOnlyView(device) : device };
-  });
-  return { exports, what: path, image: { path, served, io }, close: () => served.close() };
+  // A require-tls volume is never reachable without TLS: with --tls off it is not exported at all.
+  const needsTls = (name: string): boolean => store.volumes.facts(name).requireTls;
+  const heldForTls = tlsEnabled(options) ? [] : ordered.filter(needsTls);
+  const exports = ordered
+    .filter((name) => !heldForTls.includes(name))
+    .map((name) => {
+      const device = engine.device(name);
+      return { name, device: options.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
+    });
+  return { exports, heldForTls, what: path, image: { path, served, io }, close: () => served.close() };
 }
 
 /** --read-only over an image: the same device, refusing writes at validation (EPERM). */
@@ -194,8 +206,13 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
   const served = await openServed(file, options);
   if (served.image) logImageIo(served.image.io, options, log);
+  if (served.heldForTls !== undefined && served.heldForTls.length > 0) {
+    log.warn({ volumes: served.heldForTls }, `not exported: ${served.heldForTls.join(', ')} require TLS and --tls is off`);
+  }
   const registry = new ExportRegistry();
-  for (const e of served.exports) registry.add({ name: e.name, description: options.description ?? '', device: e.device });
+  for (const e of served.exports) {
+    registry.add({ name: e.name, description: options.description ?? '', device: e.device, requireTls: e.requireTls ?? false });
+  }
   const server = new NbdServer(registry, log, limits);
   server.useSecurity(security);
   for (const name of security.access().exports) {
@@ -242,7 +259,7 @@ function logImageIo(io: ImageIo, options: ServeOptions, log: Logger): void {
 
 /** The control channel next to the image; without it the daemon still serves (one warning). */
 async function startControl(image: NonNullable<Served['image']>, registry: ExportRegistry, server: NbdServer, options: ServeOptions, log: Logger): Promise<ControlServer | null> {
-  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', log });
+  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log });
   try {
     const control = await ControlServer.listen(controlPath(image.path), admin, log);
     log.info({ control: control.path }, 'control channel listening');

@@ -30,6 +30,8 @@ export interface DaemonStats {
 export interface CreateVolumeOptions {
   readonly preallocate: boolean;
   readonly readOnly: boolean;
+  /** Serve the volume only to TLS clients. */
+  readonly requireTls?: boolean;
 }
 
 export interface ImageAdmin {
@@ -37,6 +39,8 @@ export interface ImageAdmin {
   createVolume(name: string, size: number, opts: CreateVolumeOptions): Promise<VolumeInfo>;
   deleteVolume(name: string): Promise<void>;
   resizeVolume(name: string, size: number): Promise<VolumeInfo>;
+  /** Marks a volume as served only to TLS clients, or clears the mark. */
+  setRequireTls(name: string, on: boolean): Promise<VolumeInfo>;
   snapshot(volume: string, name: string): Promise<VolumeInfo>;
   clone(snapshot: string, name: string): Promise<VolumeInfo>;
   info(): Promise<ImageInfo>;

@@ -3,7 +3,9 @@
 // every write replied before it), and the export registry follows the image: new volumes,
 // snapshots and clones become exports; a deleted volume stops being one. A volume that NBD
 // connections use cannot be removed or resized (BUSY): an NBD client cannot be told that its
-// disk went away or changed size, so the operator disconnects it first.
+// disk went away or changed size, so the operator disconnects it first. The same holds for
+// changing a volume's require-tls mark: a plain client attached before the change would keep it.
+// A require-tls volume is exported only when the server admits TLS clients.
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { ServedImage } from './served-image.ts';
@@ -20,6 +22,8 @@ export interface DaemonParts {
   readonly server: NbdServer;
   /** The description new exports get (serve's --description). */
   readonly description: string;
+  /** Whether the server admits TLS clients (serve --tls on|require): require-tls volumes need it. */
+  readonly tls: boolean;
   readonly log: Logger;
 }
 
@@ -79,6 +83,25 @@ export class DaemonAdmin implements ImageAdmin {
     });
   }
 
+  setRequireTls(name: string, on: boolean): Promise<VolumeInfo> {
+    return this.serial(async () => {
+      const { image, tls } = this.parts;
+      // Held back only because this server has no TLS (not by serve --export): export it once clear.
+      const heldForTls = image.volumes.facts(name).requireTls && !tls;
+      const exp = this.unexport(name);
+      let info: VolumeInfo;
+      try {
+        info = await image.volumes.setRequireTls(name, on);
+      } catch (err) {
+        if (exp) this.parts.registry.add(exp);
+        throw err;
+      }
+      this.parts.log.info({ volume: name, requireTls: on }, 'control: volume require-tls set');
+      if (exp || heldForTls) this.exportVolume(name);
+      return info;
+    });
+  }
+
   snapshot(volume: string, name: string): Promise<VolumeInfo> {
     return this.serial(async () => {
       const info = await this.parts.image.engine.snapshot(volume, name);
@@ -120,10 +143,16 @@ export class DaemonAdmin implements ImageAdmin {
   async close(): Promise<void> {}
 
   private exportVolume(name: string): void {
-    const { image, registry, description, log } = this.parts;
+    const { image, registry, description, tls, log } = this.parts;
+    const { requireTls } = image.volumes.facts(name);
+    if (requireTls && !tls) {
+      log.warn({ volume: name }, 'volume requires TLS and this server serves without it (--tls off): not exported');
+      return;
+    }
+    if (registry.list().some((e) => e.name === name)) return;
     const device = image.engine.device(name);
-    registry.add({ name, description, device });
-    log.info({ export: name, size: device.size, readOnly: device.readOnly }, 'control: export added');
+    registry.add({ name, description, device, requireTls });
+    log.info({ export: name, size: device.size, readOnly: device.readOnly, requireTls }, 'control: export added');
   }
 
   /** Stops exporting `name` if nothing uses it (BUSY otherwise); the export, to restore on failure. */

@@ -36,6 +36,10 @@ export class LocalAdmin implements ImageAdmin {
     return this.store.volumes.resize(name, size);
   }
 
+  setRequireTls(name: string, on: boolean): Promise<VolumeInfo> {
+    return this.store.volumes.setRequireTls(name, on);
+  }
+
   snapshot(volume: string, name: string): Promise<VolumeInfo> {
     return this.store.volumes.snapshot(volume, name);
   }

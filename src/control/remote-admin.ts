@@ -65,6 +65,10 @@ export class RemoteAdmin implements ImageAdmin {
     return this.request('volume.resize', { name, size }) as Promise<VolumeInfo>;
   }
 
+  setRequireTls(name: string, on: boolean): Promise<VolumeInfo> {
+    return this.request('volume.set', { name, requireTls: on }) as Promise<VolumeInfo>;
+  }
+
   snapshot(volume: string, name: string): Promise<VolumeInfo> {
     return this.request('snapshot', { volume, name }) as Promise<VolumeInfo>;
   }

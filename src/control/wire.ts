@@ -74,12 +74,20 @@ function flag(args: Record<string, unknown>, key: string): boolean {
   return v;
 }
 
+/** A boolean that must be given (a setting to change, not an option with a default). */
+function required(args: Record<string, unknown>, key: string): boolean {
+  if (args[key] === undefined) throw new IomapdError('BAD_ARGUMENT', `"${key}" is required`);
+  return flag(args, key);
+}
+
 /** Every op: its name on the wire and how it runs on an ImageAdmin. */
 const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => Promise<unknown>> = {
   'volume.ls': (a) => a.listVolumes(),
-  'volume.create': (a, x) => a.createVolume(text(x, 'name'), size(x, 'size'), { preallocate: flag(x, 'preallocate'), readOnly: flag(x, 'readOnly') }),
+  'volume.create': (a, x) =>
+    a.createVolume(text(x, 'name'), size(x, 'size'), { preallocate: flag(x, 'preallocate'), readOnly: flag(x, 'readOnly'), requireTls: flag(x, 'requireTls') }),
   'volume.rm': (a, x) => a.deleteVolume(text(x, 'name')),
   'volume.resize': (a, x) => a.resizeVolume(text(x, 'name'), size(x, 'size')),
+  'volume.set': (a, x) => a.setRequireTls(text(x, 'name'), required(x, 'requireTls')),
   snapshot: (a, x) => a.snapshot(text(x, 'volume'), text(x, 'name')),
   clone: (a, x) => a.clone(text(x, 'snapshot'), text(x, 'name')),
   info: (a) => a.info(),

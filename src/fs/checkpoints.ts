@@ -55,6 +55,7 @@ export class FileCheckpoints implements Checkpoints {
     await this.storage.sync();
     const sb: Superblock = {
       ...old,
+      version: this.state.formatVersion,
       generation,
       journalStart: journalStart.head,
       journalSeq: journalStart.seq,

@@ -1,5 +1,13 @@
-// Constants of the on-disk format (version 1). The layout is described in docs/FORMAT.md.
-export const FORMAT_VERSION = 1;
+// Constants of the on-disk format (versions 1 and 2). The layout is described in docs/FORMAT.md.
+/** The newest format this code reads and writes. */
+export const FORMAT_VERSION = 2;
+/** New images start here, readable by every release. */
+export const BASE_FORMAT_VERSION = 1;
+/**
+ * An image moves to version 2 before its first REQUIRE_TLS flag or VOL_SET_FLAGS op: a release
+ * that knows neither refuses it (FORMAT_TOO_NEW) instead of serving that volume without TLS.
+ */
+export const REQUIRE_TLS_FORMAT_VERSION = 2;
 export const SUPERBLOCK_SLOT = 4096;
 export const SUPERBLOCK_COPIES = 2;
 export const SECTOR = 512;
@@ -13,7 +21,12 @@ export const VolumeFlags = {
   READ_ONLY: 1,
   SNAPSHOT: 2,
   INLINE: 4,
+  /** Served only to TLS clients (format version 2). */
+  REQUIRE_TLS: 8,
 } as const;
+
+/** The flags VOL_SET_FLAGS may change on an existing volume. */
+export const SETTABLE_VOLUME_FLAGS = VolumeFlags.REQUIRE_TLS;
 
 export function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;

@@ -71,7 +71,7 @@ export class ImageStore implements StoreParts {
 
   private constructor(storage: Storage, latch: PoisonLatch, r: Recovered, readOnly: boolean) {
     this.storage = storage;
-    const state = new StoreState(r.meta, latch, readOnly, r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0));
+    const state = new StoreState(r.meta, latch, readOnly, r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0), r.sb.version);
     const dataSync = new GroupSync(() => latch.sync());
     this.state = state;
     this.ops = new OpLog(state);

@@ -13,6 +13,7 @@
 //   6 SET_KIND     u32 vol, u64 start, u64 len, u8 kind (1 or 2)
 //   7 INLINE_WRITE u32 vol, u32 offset, u32 length, bytes
 //   8 UNINLINE     u32 vol, u64 size, u8 hasBlock, u64 phys
+//   9 VOL_SET_FLAGS u32 id, u32 flags (the new value of the settable flags; format version 2)
 // Positions and lengths of MAP and SET_KIND are in allocation blocks; sizes are in bytes.
 import { ByteReader, ByteWriter, corrupt } from '../util/bytes.ts';
 
@@ -25,6 +26,7 @@ export const OpCode = {
   SET_KIND: 6,
   INLINE_WRITE: 7,
   UNINLINE: 8,
+  VOL_SET_FLAGS: 9,
 } as const;
 
 export type Op =
@@ -35,7 +37,8 @@ export type Op =
   | { code: typeof OpCode.MAP; vol: number; start: number; len: number; kind: 0 | 1 | 2; phys: number }
   | { code: typeof OpCode.SET_KIND; vol: number; start: number; len: number; kind: 1 | 2 }
   | { code: typeof OpCode.INLINE_WRITE; vol: number; offset: number; data: Buffer }
-  | { code: typeof OpCode.UNINLINE; vol: number; size: number; phys: number | null };
+  | { code: typeof OpCode.UNINLINE; vol: number; size: number; phys: number | null }
+  | { code: typeof OpCode.VOL_SET_FLAGS; id: number; flags: number };
 
 export function encodeOp(w: ByteWriter, op: Op): void {
   w.u8(op.code);
@@ -63,6 +66,9 @@ export function encodeOp(w: ByteWriter, op: Op): void {
       break;
     case OpCode.UNINLINE:
       w.u32(op.vol).u64(op.size).u8(op.phys === null ? 0 : 1).u64(op.phys ?? 0);
+      break;
+    case OpCode.VOL_SET_FLAGS:
+      w.u32(op.id).u32(op.flags);
       break;
   }
 }
@@ -118,6 +124,10 @@ export function decodeOp(r: ByteReader): Op {
       const has = r.u8();
       const phys = r.u64();
       return { code, vol, size, phys: has ? phys : null };
+    }
+    case OpCode.VOL_SET_FLAGS: {
+      const id = r.u32();
+      return { code, id, flags: r.u32() };
     }
     default:
       throw corrupt(`journal: unknown op code ${code}`);

@@ -6,7 +6,7 @@ import { fail } from '../util/errors.ts';
 import { checksum } from '../util/checksum.ts';
 import type { Storage } from '../storage/storage.ts';
 import { decodeCheckpoint } from './checkpoint-codec.ts';
-import { FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_SLOT, dataBlocksFor, isPowerOfTwo, roundUp } from './format.ts';
+import { BASE_FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_SLOT, dataBlocksFor, isPowerOfTwo, roundUp } from './format.ts';
 import { Journal, type ReplayResult } from './journal.ts';
 import { Metadata } from './state.ts';
 import { SB_COPIES, readSuperblocks } from './superblock-io.ts';
@@ -41,7 +41,7 @@ export async function layoutNewImage(storage: Storage, opts: CreateOptions): Pro
   const journalOffset = roundUp(SB_COPIES * SUPERBLOCK_SLOT, B);
   const dataOffset = roundUp(journalOffset + journalBytes, B);
   const sb: Superblock = {
-    version: FORMAT_VERSION,
+    version: BASE_FORMAT_VERSION,
     blockSize: B,
     generation: 0,
     imageBytes: dataOffset + dataBlocks * B,

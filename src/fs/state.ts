@@ -10,7 +10,7 @@
 import { IomapdError } from '../util/errors.ts';
 import { BTree } from './btree.ts';
 import { type Extent, ExtentKind, type FreeRun, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
-import { INLINE_MAX, MAX_NAME_BYTES, VolumeFlags } from './format.ts';
+import { INLINE_MAX, MAX_NAME_BYTES, SETTABLE_VOLUME_FLAGS, VolumeFlags } from './format.ts';
 import { type Op, OpCode } from './ops.ts';
 import { RangeMap } from './range-map.ts';
 
@@ -259,6 +259,12 @@ export class Metadata {
         v.flags &= ~VolumeFlags.INLINE;
         v.size = op.size;
         if (op.phys !== null) v.map.insert(0, { len: 1, kind: ExtentKind.MAPPED, phys: op.phys });
+        return;
+      }
+      case OpCode.VOL_SET_FLAGS: {
+        const v = this.vol(op.id);
+        if ((op.flags & ~SETTABLE_VOLUME_FLAGS) !== 0) throw invalid(`VOL_SET_FLAGS of fixed flags ${op.flags}`);
+        v.flags = (v.flags & ~SETTABLE_VOLUME_FLAGS) | op.flags;
         return;
       }
     }

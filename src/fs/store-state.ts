@@ -13,9 +13,12 @@ export class StoreState {
   readonly readOnly: boolean;
   readonly latch: PoisonLatch;
   closed = false;
+  /** The format version the next superblock write records (raised, never lowered). */
+  formatVersion: number;
 
-  constructor(meta: Metadata, latch: PoisonLatch, readOnly: boolean, checkpointBlocks: number) {
+  constructor(meta: Metadata, latch: PoisonLatch, readOnly: boolean, checkpointBlocks: number, formatVersion: number) {
     this.meta = meta;
+    this.formatVersion = formatVersion;
     this.latch = latch;
     this.readOnly = readOnly;
     this.alloc = new Allocator(meta);

@@ -6,7 +6,7 @@
 // allocation figures of info() walk the volume's extent map and are for `info`/`volume ls` only.
 import { fail } from '../util/errors.ts';
 import { ExtentKind, type Run } from './extent.ts';
-import { INLINE_MAX, VolumeFlags } from './format.ts';
+import { INLINE_MAX, REQUIRE_TLS_FORMAT_VERSION, VolumeFlags } from './format.ts';
 import type { OpLog } from './op-log.ts';
 import { OpCode } from './ops.ts';
 import { type Volume, validVolumeName } from './state.ts';
@@ -21,6 +21,8 @@ export interface VolumeFacts {
   readOnly: boolean;
   snapshot: boolean;
   inline: boolean;
+  /** Served only to TLS clients; never exported by a server without TLS. */
+  requireTls: boolean;
 }
 
 /** Facts plus the costly figures (O(extents)). */
@@ -33,6 +35,8 @@ export interface CreateVolumeOptions {
   readOnly?: boolean;
   /** Allocate the whole range now, UNWRITTEN (reads as zeros). */
   preallocate?: boolean;
+  /** Serve the volume only to TLS clients. */
+  requireTls?: boolean;
 }
 
 export class Volumes {
@@ -79,8 +83,9 @@ export class Volumes {
     this.state.writable();
     this.checkName(name);
     const inline = this.checkSize(size);
+    if (opts.requireTls) await this.raiseFormat(REQUIRE_TLS_FORMAT_VERSION);
     const id = meta.nextVolumeId;
-    const flags = (opts.readOnly ? VolumeFlags.READ_ONLY : 0) | (inline ? VolumeFlags.INLINE : 0);
+    const flags = (opts.readOnly ? VolumeFlags.READ_ONLY : 0) | (inline ? VolumeFlags.INLINE : 0) | (opts.requireTls ? VolumeFlags.REQUIRE_TLS : 0);
     if (opts.preallocate && !inline) {
       const blocks = size / this.state.blockSize;
       const res = alloc.reserve(blocks); // NO_SPACE here changes nothing
@@ -141,6 +146,28 @@ export class Volumes {
     return this.info(name);
   }
 
+  /** Marks a volume as served only to TLS clients, or clears the mark. Durable on return. */
+  async setRequireTls(name: string, on: boolean): Promise<VolumeInfo> {
+    this.state.writable();
+    this.state.volumeByName(name);
+    await this.raiseFormat(REQUIRE_TLS_FORMAT_VERSION);
+    // Looked up again after the checkpoint: the volume may have gone meanwhile.
+    const v = this.state.volumeByName(name);
+    this.ops.log({ code: OpCode.VOL_SET_FLAGS, id: v.id, flags: on ? VolumeFlags.REQUIRE_TLS : 0 });
+    await this.durability.commit();
+    return this.info(name);
+  }
+
+  /**
+   * Makes the superblock record at least `version` before an op that needs it is logged: a
+   * checkpoint carries the new version, and it is durable before the op can be.
+   */
+  private async raiseFormat(version: number): Promise<void> {
+    if (this.state.formatVersion >= version) return;
+    this.state.formatVersion = version;
+    await this.durability.checkpoint();
+  }
+
   /** A read-only snapshot sharing every block of `source`. */
   snapshot(source: string, name: string): Promise<VolumeInfo> {
     return this.copy(source, name, VolumeFlags.READ_ONLY | VolumeFlags.SNAPSHOT);
@@ -155,7 +182,9 @@ export class Volumes {
     this.state.writable();
     const src = this.state.volumeByName(source);
     this.checkName(name);
-    this.ops.log({ code: OpCode.VOL_SNAPSHOT, src: src.id, id: this.state.meta.nextVolumeId, flags, name });
+    // A copy holds the same data as its source, so it keeps the source's TLS requirement.
+    const tls = src.flags & VolumeFlags.REQUIRE_TLS;
+    this.ops.log({ code: OpCode.VOL_SNAPSHOT, src: src.id, id: this.state.meta.nextVolumeId, flags: flags | tls, name });
     await this.durability.commit();
     return this.info(name);
   }
@@ -185,5 +214,6 @@ function factsOf(v: Volume): VolumeFacts {
     readOnly: (v.flags & VolumeFlags.READ_ONLY) !== 0,
     snapshot: (v.flags & VolumeFlags.SNAPSHOT) !== 0,
     inline: v.inline !== null,
+    requireTls: (v.flags & VolumeFlags.REQUIRE_TLS) !== 0,
   };
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ByteReader, ByteWriter } from '../../src/util/bytes.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../../src/fs/checkpoint-codec.ts';
 import { committedFree } from '../../src/fs/committed-free.ts';
+import { FORMAT_VERSION } from '../../src/fs/format.ts';
 import { decodeTransaction, encodeTransaction } from '../../src/fs/journal.ts';
 import { type Op, OpCode, decodeOp, encodeOp } from '../../src/fs/ops.ts';
 import { Metadata } from '../../src/fs/state.ts';
@@ -37,6 +38,7 @@ const ops: Op[] = [
   { code: OpCode.INLINE_WRITE, vol: 4, offset: 512, data: Buffer.from('hello') },
   { code: OpCode.UNINLINE, vol: 4, size: 8192, phys: null },
   { code: OpCode.UNINLINE, vol: 4, size: 8192, phys: 9 },
+  { code: OpCode.VOL_SET_FLAGS, id: 4, flags: 8 },
 ];
 
 function expectCorrupt(fn: () => unknown, code = 'CORRUPT'): void {
@@ -78,7 +80,7 @@ describe('superblock codec', () => {
     bad[0] ^= 1;
     expectCorrupt(() => decodeSuperblock(bad), 'BAD_MAGIC');
     const newer = Buffer.from(good);
-    newer.writeUInt32LE(2, 8);
+    newer.writeUInt32LE(FORMAT_VERSION + 1, 8);
     expectCorrupt(() => decodeSuperblock(newer), 'FORMAT_TOO_NEW');
     for (const at of [12, 20, 100, 130, 4000, 4093]) {
       const f = Buffer.from(good);
@@ -105,6 +107,12 @@ describe('journal op and transaction codec', () => {
     expect(w.finish().toString('hex')).toBe(
       '05' + '02000000' + '0100000000000000' + '0300000000000000' + '01' + '0400000000000000',
     );
+  });
+
+  it('a VOL_SET_FLAGS op has the documented layout', () => {
+    const w = new ByteWriter(8);
+    encodeOp(w, { code: OpCode.VOL_SET_FLAGS, id: 3, flags: 8 });
+    expect(w.finish().toString('hex')).toBe('09' + '03000000' + '08000000');
   });
 
   it('rejects unknown codes and bad kinds, never asserting', () => {

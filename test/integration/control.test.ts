@@ -43,7 +43,7 @@ async function startDaemon(image: string): Promise<Daemon> {
   const server = new NbdServer(registry, silentLogger);
   const nbdPath = join(dir, 'nbd.sock');
   await server.listenUnix(nbdPath);
-  const admin = new DaemonAdmin({ image: served, registry, server, description: 'test', log: silentLogger });
+  const admin = new DaemonAdmin({ image: served, registry, server, description: 'test', tls: false, log: silentLogger });
   const control = await ControlServer.listen(controlPath(image), admin, silentLogger);
   return { image, served, registry, server, control, nbdPath };
 }
@@ -98,7 +98,7 @@ describe('control socket file', () => {
     await new Promise<void>((r) => s.listen(other, r));
     await link(other, controlPath(d.image));
     await new Promise<void>((r) => s.close(() => r()));
-    const admin = new DaemonAdmin({ image: d.served, registry: d.registry, server: d.server, description: '', log: silentLogger });
+    const admin = new DaemonAdmin({ image: d.served, registry: d.registry, server: d.server, description: '', tls: false, log: silentLogger });
     d.control = await ControlServer.listen(controlPath(d.image), admin, silentLogger);
     const remote = await RemoteAdmin.connect(controlPath(d.image));
     expect((await remote.listVolumes()).map((v) => v.name)).toEqual(['vol']);

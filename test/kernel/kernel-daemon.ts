@@ -56,6 +56,16 @@ export function totals(connections: readonly ConnectionRecord[]): RequestCounts 
  */
 export type Backend = 'image' | 'raw';
 
+/** Stands for the image's path in KernelDaemonOptions.setup commands. */
+export const IMAGE = '{IMAGE}';
+
+export interface KernelDaemonOptions {
+  /** iomapd commands run on the fresh image before serve (IMAGE stands for its path). */
+  setup?: ReadonlyArray<readonly string[]>;
+  /** Extra `serve` options (TLS, say). */
+  serveArgs?: readonly string[];
+}
+
 /** `iomapd info --json`. */
 export interface ImageInfo {
   blockSize: number;
@@ -113,14 +123,15 @@ export class KernelDaemon {
    * Starts iomapd on a fresh 1 GiB image (or raw file) listening on a free loopback port. An image
    * is made with `iomapd create IMAGE --size 1G` and served whole (`default` is also export "").
    */
-  static async start(name: string, backend: Backend): Promise<KernelDaemon> {
+  static async start(name: string, backend: Backend, opts: KernelDaemonOptions = {}): Promise<KernelDaemon> {
     const dir = await mkdtemp(join(tmpdir(), 'iomapd-kernel-'));
     const image = join(dir, backend === 'image' ? 'disk.iomapd' : 'disk.img');
     const connectionLog: LogEntry[] = [];
     try {
       if (backend === 'image') await cli(['create', image, '--size', IMAGE_SIZE]);
+      for (const command of opts.setup ?? []) await cli(command.map((a) => (a === IMAGE ? image : a)));
       // --raw: the host side reads the guest's patterns back from the file at the same offsets.
-      const args = [image, ...(backend === 'raw' ? ['--raw', '--size', IMAGE_SIZE] : []), '--listen', '127.0.0.1:0', '--log-level', 'info'];
+      const args = [image, ...(backend === 'raw' ? ['--raw', '--size', IMAGE_SIZE] : []), '--listen', '127.0.0.1:0', '--log-level', 'info', ...(opts.serveArgs ?? [])];
       const daemon = await Daemon.start(args, {
         onLog: (e) => {
           if (e.msg === 'negotiated' || e.msg === 'connection closed') connectionLog.push(e);
@@ -276,8 +287,8 @@ export class KernelDaemon {
  * Runs body against a fresh daemon, then stops it (a failed stop or an unclean image check fails
  * the test too) and removes its files. Body may stop it itself to look at the stopped image.
  */
-export async function withDaemon<T>(name: string, backend: Backend, body: (d: KernelDaemon) => Promise<T>): Promise<T> {
-  const daemon = await KernelDaemon.start(name, backend);
+export async function withDaemon<T>(name: string, backend: Backend, body: (d: KernelDaemon) => Promise<T>, opts: KernelDaemonOptions = {}): Promise<T> {
+  const daemon = await KernelDaemon.start(name, backend, opts);
   try {
     let result: T;
     try {

@@ -6,9 +6,12 @@
 //
 // The scenarios run one after the other in this one file: each boots its own guest, and two
 // TCG guests at once on a 2-core machine would only slow each other down.
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { makeTlsFixtures } from '../support/tls-fixtures.ts';
 import { assertGuestPassed, bytesOf, checkPatternsOnHost, describeCounts, explain, typesIn } from './checks.ts';
-import { cli, totals, withDaemon } from './kernel-daemon.ts';
+import { IMAGE, cli, totals, withDaemon } from './kernel-daemon.ts';
 import type { Backend, ImageInfo, KernelDaemon, MapExtent } from './kernel-daemon.ts';
 import { BUILD_TIMEOUT_MS, ensureRig, parseRanges, requireRig, runGuest } from './rig.ts';
 import type { GuestRun, RigStatus } from './rig.ts';
@@ -266,5 +269,48 @@ describe('kernel nbd client (Linux 6.1 in QEMU) against iomapd', () => {
       expect(origin.cowCopies ?? 0, 'copy-on-write on the origin after the snapshot').toBeGreaterThan(0);
       expect(clone.cowCopies ?? 0, 'copy-on-write on the clone').toBeGreaterThan(0);
     });
+  }, testTimeout(240));
+
+  it('8. TLS: --tls require --tls-verify-peer on a require-tls volume; plain and certificate-less clients refused; ext4 over TLS, fsck clean, checksums verified', async (ctx) => {
+    requireRig(ctx, rig);
+    const tls = makeTlsFixtures();
+    try {
+      // The guest gets the CA and alice's certificate and key under the names tls.sh expects.
+      const pki = join(tls.dir, 'guest');
+      mkdirSync(pki);
+      copyFileSync(tls.caCert, join(pki, 'ca-cert.pem'));
+      copyFileSync(tls.clients.alice.cert, join(pki, 'client-cert.pem'));
+      copyFileSync(tls.clients.alice.key, join(pki, 'client-key.pem'));
+      const files = ['ca-cert.pem', 'client-cert.pem', 'client-key.pem'].map((f) => join(pki, f));
+      const nbdOpts = '-enable-tls -certfile /run/rig/files/client-cert.pem -keyfile /run/rig/files/client-key.pem -cacertfile /run/rig/files/ca-cert.pem -tlshostname localhost';
+      await withDaemon(
+        'tls',
+        'image',
+        async (daemon) => {
+          const run = await runGuest({ name: 'tls', scenario: ['tls.sh', 'filesystem.sh'], env: { FS: 'ext4', NBD_OPTS: nbdOpts }, files, daemon, timeoutSec: 240 });
+          assertGuestPassed(run, daemon);
+          console.log(describeCounts(run));
+          // Only the two TLS attaches negotiated: the refused clients never reached an export.
+          check(run.connections.length === 2, run, daemon, `expected 2 connections, got ${run.connections.length}`);
+          const negotiated = daemon
+            .output()
+            .split('\n')
+            .filter((l) => l.includes('"msg":"negotiated"'));
+          check(negotiated.length === 2 && negotiated.every((l) => l.includes('cn:alice')), run, daemon, `both negotiated lines should name the TLS identity cn:alice:\n${negotiated.join('\n')}`);
+          // The certificate-less client was refused by --tls-verify-peer, not by anything else.
+          check(daemon.output().includes('"reason":"client certificate refused: no certificate presented"'), run, daemon, 'no connection closed for a missing client certificate');
+          const [first] = run.connections;
+          expect(first!.requests.FUA ?? 0, 'FUA over TLS').toBeGreaterThan(0);
+          expect(first!.requests.FLUSH ?? 0, 'FLUSH over TLS').toBeGreaterThan(0);
+          expect(first!.requests.TRIM ?? 0, 'TRIM from mkfs over TLS').toBeGreaterThan(0);
+        },
+        {
+          setup: [['volume', 'set', IMAGE, 'default', '--require-tls', 'on']],
+          serveArgs: ['--tls', 'require', '--tls-certificates', tls.certDir, '--tls-verify-peer'],
+        },
+      );
+    } finally {
+      tls.cleanup();
+    }
   }, testTimeout(240));
 });

@@ -166,9 +166,11 @@ export type HostStep = (consoleSoFar: string) => Promise<void>;
 export interface GuestOptions {
   /** Names the logs (LOG_DIR/NAME.console.log, NAME.iomapd.log). */
   name: string;
-  /** A file in test/kernel/guest/, run after guest/lib.sh. */
-  scenario: string;
+  /** A file in test/kernel/guest/, run after guest/lib.sh; several run one after the other. */
+  scenario: string | readonly string[];
   env?: Record<string, string>;
+  /** Host files the guest gets in /run/rig/files/ under their base names (keys: never in env). */
+  files?: readonly string[];
   daemon: KernelDaemon;
   /** The guest's own bound, in seconds (less if the suite budget has less left). */
   timeoutSec: number;
@@ -241,10 +243,14 @@ export async function runGuest(opts: GuestOptions): Promise<GuestRun> {
   try {
     const script = join(dir, 'test.sh');
     const lib = await readFile(join(GUEST_DIR, 'lib.sh'), 'utf8');
-    const body = await readFile(join(GUEST_DIR, opts.scenario), 'utf8');
-    await writeFile(script, `${lib}\n# ---- ${opts.scenario}\n${body}`);
+    let text = lib;
+    for (const scenario of typeof opts.scenario === 'string' ? [opts.scenario] : opts.scenario) {
+      text += `\n# ---- ${scenario}\n${await readFile(join(GUEST_DIR, scenario), 'utf8')}`;
+    }
+    await writeFile(script, text);
     const args = ['run', '--script', script, '--port', String(opts.daemon.port), '--timeout', String(timeoutSec), '--log', consoleLog, '--quiet'];
     for (const [k, v] of Object.entries(opts.env ?? {})) args.push('--env', `${k}=${v}`);
+    for (const f of opts.files ?? []) args.push('--file', f);
 
     const t0 = Date.now();
     const child = spawn(RIG, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
