@@ -133,7 +133,9 @@ describe('--access FILE', () => {
 
 describe('volumes that require TLS', () => {
   /** The image above plus `private`, created with --require-tls. */
-  const withPrivate = (image: string): Promise<unknown> => iomapd(['volume', 'create', image, 'private', '--size', '16M', '--require-tls']);
+  const withPrivate = async (image: string): Promise<void> => {
+    await iomapd(['volume', 'create', image, 'private', '--size', '16M', '--require-tls']);
+  };
 
   it('--tls on: a plain client is told TLS is required for it and does not see it listed; a TLS client does', async (ctx) => {
     requireTool(ctx, 'nbdinfo');
