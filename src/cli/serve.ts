@@ -20,7 +20,9 @@ import { nbdUri, parseHostPort } from '../util/listen-address.ts';
 import { createLogger, LOG_LEVELS, type Logger } from '../util/log.ts';
 import { formatSize, parseSize } from '../util/size.ts';
 import { IomapdError } from '../util/errors.ts';
+import { ServerSecurity } from '../server/tls/security.ts';
 import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-options.ts';
+import { addTlsOptions, securitySourcesFromOptions, type TlsOptions } from './tls-options.ts';
 import { reportAndExit } from './report.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
@@ -32,7 +34,7 @@ export const DEFAULT_CACHE: CacheMode = 'writeback';
 /** How the image file is accessed (src/fs/image-file.ts openImage). */
 type ImageIo = { readonly direct: boolean; readonly fallback: string | null };
 
-interface ServeOptions extends LimitOptions {
+interface ServeOptions extends LimitOptions, TlsOptions {
   socket?: string;
   listen?: string;
   export: string[];
@@ -70,7 +72,7 @@ export function registerServe(program: Command): void {
         .default('auto'),
     )
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
-  addLimitOptions(command)
+  addTlsOptions(addLimitOptions(command))
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
         await serve(file, options);
@@ -189,11 +191,16 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
 async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
   const log = createLogger(options.logLevel as never);
   const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
+  const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
   const served = await openServed(file, options);
   if (served.image) logImageIo(served.image.io, options, log);
   const registry = new ExportRegistry();
   for (const e of served.exports) registry.add({ name: e.name, description: options.description ?? '', device: e.device });
   const server = new NbdServer(registry, log, limits);
+  server.useSecurity(security);
+  for (const name of security.access().exports) {
+    if (registry.list().every((e) => e.name !== name)) log.warn({ export: name }, 'an allow-list names an export this daemon does not serve');
+  }
 
   const addresses: ListenAddress[] = [];
   try {
@@ -214,6 +221,8 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     // The store's one owner closes it (devices never do, and every export may be gone).
     await served.close();
   });
+  // SIGHUP: rotate certificates, CRL, PSKs and allow-lists; a broken file keeps the old (logged).
+  process.on('SIGHUP', () => void security.reload().catch(() => {}));
   for (const a of addresses) {
     for (const e of served.exports) {
       log.info(

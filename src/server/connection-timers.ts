@@ -5,11 +5,16 @@ import type { Socket } from 'node:net';
 import { Limits } from './limits.ts';
 
 export class ConnectionTimers {
-  private readonly socket: Socket;
+  /** The connection's socket now (it becomes a TLSSocket after STARTTLS). */
+  private readonly socketNow: () => Socket;
   private handshake: NodeJS.Timeout | null = null;
 
-  constructor(socket: Socket) {
-    this.socket = socket;
+  constructor(socket: () => Socket) {
+    this.socketNow = socket;
+  }
+
+  private get socket(): Socket {
+    return this.socketNow();
   }
 
   /** Calls `expired` unless endHandshake() comes within `ms` (0: no deadline). */

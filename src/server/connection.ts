@@ -1,6 +1,7 @@
 // One client connection: an explicit state table over a byte queue (style.md habit 4).
 //
 //   flags -> option-header -> option-data -> option-header ... -> request-header
+//   option-data -> tls-handshake -> option-header                (STARTTLS; tls/upgrade.ts)
 //   request-header -> request-payload -> request-header ...      (payload only when one follows)
 //   any state -> closed                                          (fatal error, EOF, ABORT, DISC)
 //
@@ -30,10 +31,12 @@ import { RequestBudget } from './request-budget.ts';
 import { RequestCounters } from './request-counters.ts';
 import { RequestsInFlight, traceRequest } from './requests-in-flight.ts';
 import { transmissionContext, type Transmission } from './transmission-context.ts';
+import type { Credentials } from './tls/credentials.ts';
+import { upgradeToTls, type TlsOutcome } from './tls/upgrade.ts';
 import { Transport } from './transport.ts';
 import { validateRequest, type ValidRequest } from './validate.ts';
 
-type State = 'flags' | 'option-header' | 'option-data' | 'request-header' | 'request-payload' | 'closed';
+type State = 'flags' | 'option-header' | 'option-data' | 'tls-handshake' | 'request-header' | 'request-payload' | 'closed';
 
 const CLIENT_FLAGS_KNOWN = ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES;
 
@@ -41,6 +44,8 @@ const CLIENT_FLAGS_KNOWN = ClientFlag.C_FIXED_NEWSTYLE | ClientFlag.C_NO_ZEROES;
 export interface ConnectionOptions {
   readonly limits?: ServerLimits;
   readonly budget?: RequestBudget;
+  /** The TLS material current now (taken once, at STARTTLS); absent or null: no TLS. */
+  readonly credentials?: () => Credentials | null;
 }
 
 export class Connection {
@@ -49,6 +54,7 @@ export class Connection {
   private readonly registry: ExportRegistry;
   private log: Logger;
   private readonly limits: ServerLimits;
+  private readonly credentials: () => Credentials | null;
   private readonly transport: Transport;
   private readonly landing = new PayloadLanding();
   private readonly requests: RequestsInFlight;
@@ -72,6 +78,7 @@ export class Connection {
     this.registry = registry;
     this.log = log;
     const limits = (this.limits = options.limits ?? DEFAULT_SERVER_LIMITS);
+    this.credentials = options.credentials ?? (() => null);
     const budget = options.budget ?? new RequestBudget(limits.maxInFlightTotal);
     this.requests = new RequestsInFlight(limits.maxInFlightPerConnection, budget, () => this.pump(), (reply) => this.answered(reply));
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -85,7 +92,7 @@ export class Connection {
       error: (err) => this.log.debug({ err: err.message }, 'socket error'),
       closed: () => this.onClose(),
     });
-    this.timers = new ConnectionTimers(this.transport.socket);
+    this.timers = new ConnectionTimers(() => this.transport.socket);
     this.transport.writeHandshake([encodeGreeting(HandshakeFlag.FIXED_NEWSTYLE | HandshakeFlag.NO_ZEROES)]);
     const handshakeMs = limits.handshakeTimeoutMs;
     this.timers.startHandshake(handshakeMs, () => this.close(`no complete handshake within ${handshakeMs} ms`));
@@ -145,6 +152,8 @@ export class Connection {
         return this.readOptionHeader();
       case 'option-data':
         return this.readOptionData();
+      case 'tls-handshake':
+        return false;
       case 'request-header':
         return this.readRequestHeader();
       case 'request-payload':
@@ -189,7 +198,15 @@ export class Connection {
     const data = queue.take(length);
     const result = handleOption(this.session, option, data, this.registry, this.shuttingDown);
     this.log.debug({ option: optName(option), length, result: result.kind }, 'option');
+    if ((result.kind === 'continue' || result.kind === 'close') && result.refused !== undefined) {
+      // The client is told no more than for an unknown name; the log says who asked for what.
+      this.log.warn({ ...result.refused, option: optName(option), tls: this.session.tls !== null, identities: this.session.tls?.identities ?? [] }, 'export refused');
+    }
     this.transport.writeHandshake(result.replies);
+    if (result.kind === 'starttls') {
+      this.startTls();
+      return false;
+    }
     if (result.kind === 'close') {
       this.close(result.reason, true);
       return false;
@@ -202,6 +219,33 @@ export class Connection {
     return true;
   }
 
+  /** After STARTTLS's ACK: the handshake deadline keeps running through the TLS handshake. */
+  private startTls(): void {
+    const credentials = this.credentials();
+    if (credentials === null) throw new Error('STARTTLS accepted without TLS credentials'); // negotiation answers ERR_UNSUP then
+    // The client must wait for the ACK before its ClientHello: plain bytes past STARTTLS are a violation.
+    if (this.transport.queue.length > 0) {
+      this.close('data after STARTTLS before its reply', true);
+      return;
+    }
+    this.state = 'tls-handshake';
+    this.transport.startTls((plain) => upgradeToTls(plain, credentials, (outcome) => this.tlsDone(outcome)));
+  }
+
+  private tlsDone(outcome: TlsOutcome): void {
+    if (this.state !== 'tls-handshake') return;
+    if (!outcome.ok) {
+      this.close(outcome.reason);
+      return;
+    }
+    // proto.md: after STARTTLS all negotiated state is discarded; the client starts over.
+    this.session = { ...newSession(this.session.noZeroes), tls: outcome.session };
+    const { version, cipher, identities } = outcome.session;
+    this.log.debug({ version, cipher, identities }, 'TLS established');
+    this.state = 'option-header';
+    this.pump();
+  }
+
   private enterTransmission(exp: Export): void {
     this.timers.endHandshake();
     const idleMs = this.limits.idleTimeoutMs;
@@ -212,8 +256,16 @@ export class Connection {
     const tx = (this.tx = transmissionContext(this.session, exp, this.registry));
     const { style, contexts } = tx.dispatch;
     this.log = this.log.child({ export: exp.name });
+    const tls = this.session.tls;
     this.log.info(
-      { style, size: exp.device.size, flags: txFlagNames(tx.validation.transmissionFlags), contexts: [...contexts.keys()] },
+      {
+        style,
+        size: exp.device.size,
+        flags: txFlagNames(tx.validation.transmissionFlags),
+        contexts: [...contexts.keys()],
+        tls: tls !== null,
+        ...(tls === null ? {} : { tlsVersion: tls.version, cipher: tls.cipher, identities: tls.identities }),
+      },
       'negotiated',
     );
     this.state = 'request-header';

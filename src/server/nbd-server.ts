@@ -7,6 +7,7 @@ import { Connection } from './connection.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
 import { Limits, serverLimits, type ServerLimits } from './limits.ts';
 import { RequestBudget } from './request-budget.ts';
+import type { ServerSecurity } from './tls/security.ts';
 
 export interface ListenAddress {
   readonly kind: 'tcp' | 'unix';
@@ -27,12 +28,19 @@ export class NbdServer {
   /** Connections closed at accept because maxConnections were open. */
   refusedConnections = 0;
   private refusalLog = { at: 0, suppressed: 0 };
+  private security: ServerSecurity | null = null;
 
   constructor(registry: ExportRegistry, log: Logger, limits: Partial<ServerLimits> = {}) {
     this.registry = registry;
     this.log = log;
     this.limits = serverLimits(limits);
     this.budget = new RequestBudget(this.limits.maxInFlightTotal);
+  }
+
+  /** TLS mode, material and allow-lists (before listening); the registry decides access from it. */
+  useSecurity(security: ServerSecurity): void {
+    this.security = security;
+    this.registry.policy = security;
   }
 
   /** Serves one already-connected socket (an inherited fd, or a test's socket pair); null if refused. */
@@ -43,7 +51,11 @@ export class NbdServer {
       return null;
     }
     const id = this.nextId++;
-    const conn = new Connection(id, socket, this.registry, this.log.child({ conn: id, peer }), { limits: this.limits, budget: this.budget });
+    const conn = new Connection(id, socket, this.registry, this.log.child({ conn: id, peer }), {
+      limits: this.limits,
+      budget: this.budget,
+      credentials: () => this.security?.current.credentials ?? null,
+    });
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
     if (this.stopping !== null) conn.shutdown();

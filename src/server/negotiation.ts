@@ -14,7 +14,7 @@ import {
 } from '../protocol/handshake.ts';
 import { decodeString } from '../protocol/strings.ts';
 import { Limits } from './limits.ts';
-import type { Export, ExportRegistry } from './export-registry.ts';
+import type { Admission, ClientView, Export, ExportRegistry } from './export-registry.ts';
 import { contextsFor, listContexts, selectContexts } from './meta-contexts.ts';
 import { transmissionFlags } from './transmission-flags.ts';
 
@@ -26,6 +26,14 @@ export interface Session {
   /** The SET_META_CONTEXT selection and the export it was made for. */
   meta: { exportName: string; ids: Map<string, number> } | null;
   nextContextId: number;
+  /** Set once STARTTLS has completed: who the client is, and what was negotiated (for the log). */
+  tls: TlsSession | null;
+}
+
+export interface TlsSession {
+  readonly identities: readonly string[];
+  readonly version: string;
+  readonly cipher: string;
 }
 
 export const newSession = (noZeroes: boolean): Session => ({
@@ -34,12 +42,23 @@ export const newSession = (noZeroes: boolean): Session => ({
   extended: false,
   meta: null,
   nextContextId: 1,
+  tls: null,
 });
 
+const clientView = (session: Session): ClientView => ({ tls: session.tls !== null, identities: session.tls?.identities ?? [] });
+
 export type OptionResult =
-  | { readonly kind: 'continue'; readonly replies: Buffer[] }
-  | { readonly kind: 'close'; readonly replies: Buffer[]; readonly reason: string }
-  | { readonly kind: 'transmission'; readonly replies: Buffer[]; readonly export: Export };
+  | { readonly kind: 'continue'; readonly replies: Buffer[]; readonly refused?: Refusal }
+  | { readonly kind: 'close'; readonly replies: Buffer[]; readonly reason: string; readonly refused?: Refusal }
+  | { readonly kind: 'transmission'; readonly replies: Buffer[]; readonly export: Export }
+  /** STARTTLS accepted: the ACK goes out in plain text, then the TLS handshake runs. */
+  | { readonly kind: 'starttls'; readonly replies: Buffer[] };
+
+/** An existing export the client was refused (the connection logs it at warn). */
+export interface Refusal {
+  readonly export: string;
+  readonly reason: string;
+}
 
 const text = (s: string): Buffer => Buffer.from(s, 'utf8');
 const reply = (option: number, type: number, payload?: Buffer): Buffer => encodeOptionReply(option, type, payload);
@@ -59,16 +78,23 @@ export function handleOption(
     if (option === Opt.EXPORT_NAME) return { kind: 'close', replies: [], reason: 'shutting down' };
     return errorReply(option, Rep.ERR_SHUTDOWN, 'the server is shutting down');
   }
+  // TLS-only mode (proto.md "TLS support"): before TLS only STARTTLS and ABORT are served.
+  if (registry.policy.tlsMode === 'require' && session.tls === null && option !== Opt.STARTTLS && option !== Opt.ABORT) {
+    if (option === Opt.EXPORT_NAME) return { kind: 'close', replies: [], reason: 'EXPORT_NAME before TLS' };
+    return errorReply(option, Rep.ERR_TLS_REQD, 'this server requires TLS: send STARTTLS first');
+  }
   switch (option) {
     case Opt.EXPORT_NAME:
       return exportName(session, data, registry);
     case Opt.ABORT:
       return { kind: 'close', replies: [reply(option, Rep.ACK)], reason: 'client aborted' };
     case Opt.LIST:
-      return list(data, registry);
+      return list(session, data, registry);
     case Opt.STARTTLS:
       if (data.length !== 0) return errorReply(option, Rep.ERR_INVALID, 'STARTTLS takes no data');
-      return errorReply(option, Rep.ERR_UNSUP, 'TLS is not configured on this server');
+      if (registry.policy.tlsMode === 'off') return errorReply(option, Rep.ERR_UNSUP, 'TLS is not configured on this server');
+      if (session.tls !== null) return errorReply(option, Rep.ERR_INVALID, 'TLS is already active');
+      return { kind: 'starttls', replies: [reply(option, Rep.ACK)] };
     case Opt.INFO:
     case Opt.GO:
       return infoOrGo(session, option, data, registry);
@@ -96,16 +122,31 @@ function exportName(session: Session, data: Buffer, registry: ExportRegistry): O
   const decodedName = decodeString(data, 0, data.length, 'export name');
   if (!decodedName.ok) return { kind: 'close', replies: [], reason: decodedName.message };
   const name = decodedName.value;
-  const exp = registry.find(name);
-  if (exp === undefined) return { kind: 'close', replies: [], reason: `unknown export "${name}"` };
+  const admission = registry.open(name, clientView(session));
+  if (!admission.ok) return { kind: 'close', replies: [], reason: `unknown export "${name}"`, ...refusal(admission) };
+  const exp = admission.export;
   const flags = transmissionFlags(exp.device, session.structured);
   return { kind: 'transmission', replies: [encodeExportNameReply(exp.device.size, flags, session.noZeroes)], export: exp };
 }
 
-function list(data: Buffer, registry: ExportRegistry): OptionResult {
+/** Why an existing export was refused, for the log; nothing for a name that does not exist. */
+function refusal(admission: Admission & { ok: false }): { refused?: Refusal } {
+  return admission.export === undefined ? {} : { refused: { export: admission.export.name, reason: admission.reason } };
+}
+
+/** The error reply for a refused name: unknown, or (selective TLS mode) TLS required. */
+function refusedReply(option: number, name: string, admission: Admission & { ok: false }): OptionResult {
+  const result =
+    admission.answer === 'tls-required'
+      ? errorReply(option, Rep.ERR_TLS_REQD, `export "${name}" requires TLS`)
+      : errorReply(option, Rep.ERR_UNKNOWN, `no export named "${name}"`);
+  return { ...result, ...refusal(admission) } as OptionResult;
+}
+
+function list(session: Session, data: Buffer, registry: ExportRegistry): OptionResult {
   // With data, only the error: sending the list too would desynchronise the client.
   if (data.length !== 0) return errorReply(Opt.LIST, Rep.ERR_INVALID, 'LIST takes no data');
-  const replies = registry.list().map((e) => reply(Opt.LIST, Rep.SERVER, encodeServerEntry(e.name, e.description)));
+  const replies = registry.visible(clientView(session)).map((e) => reply(Opt.LIST, Rep.SERVER, encodeServerEntry(e.name, e.description)));
   replies.push(reply(Opt.LIST, Rep.ACK));
   return { kind: 'continue', replies };
 }
@@ -113,8 +154,9 @@ function list(data: Buffer, registry: ExportRegistry): OptionResult {
 function infoOrGo(session: Session, option: number, data: Buffer, registry: ExportRegistry): OptionResult {
   const request = parseInfoRequest(data);
   if (!request.ok) return errorReply(option, Rep.ERR_INVALID, request.message);
-  const exp = registry.find(request.value.name);
-  if (exp === undefined) return errorReply(option, Rep.ERR_UNKNOWN, `no export named "${request.value.name}"`);
+  const admission = registry.open(request.value.name, clientView(session));
+  if (!admission.ok) return refusedReply(option, request.value.name, admission);
+  const exp = admission.export;
 
   const flags = transmissionFlags(exp.device, session.structured || session.extended);
   const replies = [reply(option, Rep.INFO, encodeInfoExport(exp.device.size, flags))];
@@ -158,9 +200,9 @@ function metaContext(session: Session, option: number, data: Buffer, registry: E
   const request = parseMetaContextRequest(data);
   if (!request.ok) return errorReply(option, Rep.ERR_INVALID, request.message);
   const { exportName: name, queries } = request.value;
-  const exp = registry.find(name);
-  if (exp === undefined) return errorReply(option, Rep.ERR_UNKNOWN, `no export named "${name}"`);
-  const supported = contextsFor(exp.device);
+  const admission = registry.open(name, clientView(session));
+  if (!admission.ok) return refusedReply(option, name, admission);
+  const supported = contextsFor(admission.export.device);
 
   const replies: Buffer[] = [];
   if (isSet) {

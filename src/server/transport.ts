@@ -1,11 +1,14 @@
 // The socket side of a connection: how bytes come in (socket-receive.ts: reads into our own
 // buffers, or 'data' events where that cannot be), the queue they wait in to be parsed, both
-// socket backpressures, replies batched per turn of the event loop, and closing.
+// socket backpressures, replies batched per turn of the event loop, closing, and the switch to a
+// TLSSocket after STARTTLS (which reads through 'data' events: Node's TLS decrypts into its own
+// buffers, so reading into ours does not apply). Plain connections never pay for TLS.
 //
 // Backpressure: while bytes we cannot parse yet pile up (busy, waiting for the client to read its
 // replies, or past DISC) the socket is paused, so they wait in the kernel, not here; a client that
 // stops reading its replies stops us parsing its requests until the socket drains.
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { ByteQueue } from '../protocol/framer.ts';
 import { destroyAfterLinger } from './connection-timers.ts';
 import { writeReply } from './io-buffers.ts';
@@ -35,10 +38,12 @@ export interface TransportEvents {
 export class Transport {
   /** Received bytes not yet parsed. */
   readonly queue = new ByteQueue();
-  /** The socket itself: the adopted one when it reads into our buffers. */
-  readonly socket: Socket;
+  /** The socket itself: the adopted one when it reads into our buffers, the TLSSocket after STARTTLS. */
+  private current: Socket;
+  /** The socket TLS was started over (closed with the TLSSocket); null until STARTTLS. */
+  private plain: Socket | null = null;
   /** Whether the socket reads into buffers we choose, so a large payload can land in its own. */
-  readonly readsIntoOwnBuffers: boolean;
+  private ownBuffers: boolean;
   private readonly slab = new ReceiveSlab();
   private readonly events: TransportEvents;
   private waitingForDrainFlag = false;
@@ -53,17 +58,34 @@ export class Transport {
       next: () => this.nextReadBuffer(),
       received: (n, buf) => this.received(n, buf),
     });
-    this.readsIntoOwnBuffers = adopted !== null;
-    this.socket = socket = adopted ?? socket;
+    this.ownBuffers = adopted !== null;
+    this.current = socket = adopted ?? socket;
     socket.setNoDelay(true);
     if (adopted === null) {
-      socket.on('data', (chunk: Buffer) => {
-        if (this.closed) return;
-        this.queue.push(chunk);
-        events.pump();
-      });
+      this.readDataEvents(socket);
       socket.resume(); // the listener accepts sockets paused
     }
+    this.listen(socket);
+  }
+
+  get socket(): Socket {
+    return this.current;
+  }
+
+  get readsIntoOwnBuffers(): boolean {
+    return this.ownBuffers;
+  }
+
+  private readDataEvents(socket: Socket): void {
+    socket.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
+      this.queue.push(chunk);
+      this.events.pump();
+    });
+  }
+
+  private listen(socket: Socket): void {
+    const events = this.events;
     socket.on('end', () => events.ended());
     socket.on('error', (err) => events.error(err));
     socket.on('close', () => {
@@ -75,6 +97,24 @@ export class Transport {
       this.waitingForDrainFlag = false;
       events.pump();
     });
+  }
+
+  /**
+   * STARTTLS: from now on the connection reads and writes through the TLSSocket `wrap` makes over
+   * the current socket. Called with nothing left unparsed and the ACK already written.
+   */
+  startTls(wrap: (plain: Socket) => TLSSocket): void {
+    const plain = this.current;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('end');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('drain');
+    const tls = wrap(plain);
+    this.plain = plain;
+    this.current = tls;
+    this.ownBuffers = false;
+    this.readDataEvents(tls);
+    this.listen(tls);
   }
 
   /** The client is not reading its replies: parse no more requests until the socket drains. */
@@ -147,14 +187,16 @@ export class Transport {
       this.socket.end();
       // Reading may have been paused for backpressure: resume, so the client's FIN is seen.
       this.socket.resume();
-      destroyAfterLinger(this.socket);
+      destroyAfterLinger(this.current);
+      if (this.plain !== null) destroyAfterLinger(this.plain);
     } else {
-      this.socket.destroy();
+      this.destroy();
     }
   }
 
   /** Closes now, whatever is queued. */
   destroy(): void {
-    this.socket.destroy();
+    this.current.destroy();
+    this.plain?.destroy();
   }
 }
