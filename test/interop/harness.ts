@@ -474,8 +474,10 @@ export function tlsUri(server: IomapdServer, exportName: string, creds: ClientCr
   const socket = plain.searchParams.get('socket');
   if (socket !== null) params.push(`socket=${socket}`);
   if (creds?.kind === 'x509') params.push(`tls-certificates=${creds.dir}`);
-  if (creds?.kind === 'psk') params.push(`tls-psk-file=${creds.file}`, `tls-username=${creds.username}`);
-  const authority = plain.host === '' ? '' : plain.host;
+  // libnbd 1.14 (Debian 12) takes the PSK user name from the URI's user part only: it ignores a
+  // `tls-username` parameter and falls back to the login name.
+  if (creds?.kind === 'psk') params.push(`tls-psk-file=${creds.file}`);
+  const authority = `${creds?.kind === 'psk' ? `${creds.username}@` : ''}${plain.host}`;
   return `${scheme}//${authority}${plain.pathname}${params.length > 0 ? `?${params.join('&')}` : ''}`;
 }
 
@@ -569,10 +571,19 @@ export const TLS_VARIANTS: readonly TlsVariant[] = [
   { transport: 'tcp', auth: 'psk', served: 'raw' },
 ];
 
-/** The server side of the TLS options: both kinds of credential, so one server takes either client. */
-export function tlsServeArgs(fx: { certDir: string; pskFile: string }, mode: 'on' | 'require' = 'require', verifyPeer = true): string[] {
-  const args = ['--tls', mode, '--tls-certificates', fx.certDir, '--tls-psk', fx.pskFile];
-  if (verifyPeer) args.push('--tls-verify-peer');
+/**
+ * The server side of the TLS options: X.509 (client certificates required unless `verifyPeer` is
+ * false), PSK, or both kinds of credential on one server.
+ */
+export function tlsServeArgs(
+  fx: { certDir: string; pskFile: string },
+  auth: TlsAuth | 'both',
+  mode: 'on' | 'require' = 'require',
+  verifyPeer = true,
+): string[] {
+  const args = ['--tls', mode];
+  if (auth !== 'psk') args.push('--tls-certificates', fx.certDir, ...(verifyPeer ? ['--tls-verify-peer'] : []));
+  if (auth !== 'x509') args.push('--tls-psk', fx.pskFile);
   return args;
 }
 

@@ -8,9 +8,11 @@ import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.ts';
 import {
   MiB,
   TLS_VARIANTS,
+  describeRun,
   expectNoSecrets,
   patternBytes,
   requireTool,
+  run,
   runOk,
   runPython,
   secretsIn,
@@ -44,7 +46,7 @@ async function aliceCreds(v: TlsVariant, scratch: string): Promise<ClientCreds> 
 async function withTlsServer(v: TlsVariant, size: string, body: (server: IomapdServer, creds: ClientCreds, scratch: string) => Promise<void>): Promise<void> {
   await withTempDir(async (scratch) => {
     const creds = await aliceCreds(v, scratch);
-    await withIomapd(tlsServeOptions(v, scratch, 'vol', size, tlsServeArgs(fx)), async (server) => {
+    await withIomapd(tlsServeOptions(v, scratch, 'vol', size, tlsServeArgs(fx, v.auth)), async (server) => {
       await body(server, creds, scratch);
       expectNoSecrets(server.output(), secrets);
     });
@@ -136,6 +138,24 @@ print('ok')
       await runOk('nbdcopy', ['--flush', source, tlsUri(server, 'vol', creds)], { server });
       await runOk('nbdcopy', [tlsUri(server, 'vol', creds), back], { server });
       await runOk('cmp', [source, back]);
+    });
+  });
+});
+
+describe('one server with both --tls-certificates and --tls-psk', () => {
+  it('serves an X.509 client and a PSK client alike', async (ctx) => {
+    requireTool(ctx, 'nbdinfo');
+    await withTempDir(async (scratch) => {
+      const x509 = await x509ClientDir(join(scratch, 'alice-x509'), fx.caCert, fx.clients.alice);
+      const psk: ClientCreds = { kind: 'psk', file: fx.pskFile, username: 'alice' };
+      await withIomapd({ transport: 'unix', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(fx, 'both') }, async (server) => {
+        for (const creds of [x509, psk]) {
+          const r = await run('nbdinfo', ['--size', tlsUri(server, 'vol', creds)]);
+          expect(r.code, `${creds.kind} client refused\n${describeRun(r, server)}`).toBe(0);
+          expect(r.stdout.trim()).toBe(String(16 * MiB));
+        }
+        expectNoSecrets(server.output(), secrets);
+      });
     });
   });
 });

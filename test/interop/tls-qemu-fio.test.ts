@@ -54,7 +54,7 @@ async function aliceCreds(v: TlsVariant, scratch: string): Promise<ClientCreds> 
 async function withTlsServer(v: TlsVariant, size: string, body: (server: IomapdServer, creds: ClientCreds, scratch: string) => Promise<void>): Promise<void> {
   await withTempDir(async (scratch) => {
     const creds = await aliceCreds(v, scratch);
-    await withIomapd(tlsServeOptions(v, scratch, 'vol', size, tlsServeArgs(fx)), async (server) => {
+    await withIomapd(tlsServeOptions(v, scratch, 'vol', size, tlsServeArgs(fx, v.auth)), async (server) => {
       await body(server, creds, scratch);
       expectNoSecrets(server.output(), secrets);
     });

@@ -27,6 +27,7 @@ import {
   x509ClientDir,
   type ClientCreds,
   type IomapdServer,
+  type TlsAuth,
   type Transport,
 } from './harness.ts';
 
@@ -48,8 +49,8 @@ function target(server: IomapdServer): Target {
 }
 
 /** A TLS-only memory server with export `vol`; checks for leaked secrets when the body is done. */
-async function withTlsOnly(transport: Transport, extra: readonly string[], body: (server: IomapdServer) => Promise<void>): Promise<void> {
-  await withIomapd({ transport, exportName: 'vol', size: '16M', extraArgs: [...tlsServeArgs(fx), ...extra] }, async (server) => {
+async function withTlsOnly(transport: Transport, extra: readonly string[], body: (server: IomapdServer) => Promise<void>, auth: TlsAuth = 'x509'): Promise<void> {
+  await withIomapd({ transport, exportName: 'vol', size: '16M', extraArgs: [...tlsServeArgs(fx, auth), ...extra] }, async (server) => {
     await body(server);
     expectNoSecrets(server.output(), secrets);
   });
@@ -157,8 +158,8 @@ describe('credentials the server turns away (--tls-verify-peer)', () => {
   it('wrong PSK, untrusted, expired, revoked and missing client certificates fail; alice gets in', async (ctx) => {
     requireTool(ctx, 'nbdinfo');
     await withTempDir(async (scratch) => {
-      const wrongPsk = join(scratch, 'wrong.psk');
       const wrongKey = Buffer.alloc(32, 0x42).toString('hex');
+      const wrongPsk = join(scratch, 'wrong.psk');
       await writeFile(wrongPsk, `alice:${wrongKey}\n`, { mode: 0o600 });
       const carolPsk = join(scratch, 'carol.psk');
       await writeFile(carolPsk, `carol:${wrongKey}\n`, { mode: 0o600 });
@@ -166,27 +167,45 @@ describe('credentials the server turns away (--tls-verify-peer)', () => {
       const noCert = join(scratch, 'no-cert');
       await x509ClientDir(noCert, fx.caCert, c.alice);
       await rmClientCert(noCert);
-      const refused: Array<[string, ClientCreds]> = [
-        ['wrong PSK', { kind: 'psk', file: wrongPsk, username: 'alice' }],
-        ['unknown PSK identity', { kind: 'psk', file: carolPsk, username: 'carol' }],
-        ['certificate from an untrusted CA', await x509ClientDir(join(scratch, 'untrusted'), fx.caCert, c.untrusted)],
-        ['expired certificate', await x509ClientDir(join(scratch, 'expired'), fx.caCert, c.expired)],
-        ['revoked certificate', await x509ClientDir(join(scratch, 'revoked'), fx.caCert, c.revoked)],
-        ['no client certificate', { kind: 'x509', dir: noCert }],
+      const cases: Array<{ auth: TlsAuth; refused: Array<[string, ClientCreds]>; good: ClientCreds }> = [
+        {
+          auth: 'psk',
+          refused: [
+            ['wrong PSK', { kind: 'psk', file: wrongPsk, username: 'alice' }],
+            ['unknown PSK identity', { kind: 'psk', file: carolPsk, username: 'carol' }],
+          ],
+          good: { kind: 'psk', file: fx.pskFile, username: 'alice' },
+        },
+        {
+          auth: 'x509',
+          refused: [
+            ['certificate from an untrusted CA', await x509ClientDir(join(scratch, 'untrusted'), fx.caCert, c.untrusted)],
+            ['expired certificate', await x509ClientDir(join(scratch, 'expired'), fx.caCert, c.expired)],
+            ['revoked certificate', await x509ClientDir(join(scratch, 'revoked'), fx.caCert, c.revoked)],
+            ['no client certificate', { kind: 'x509', dir: noCert }],
+          ],
+          good: await x509ClientDir(join(scratch, 'alice'), fx.caCert, c.alice),
+        },
       ];
       for (const transport of ['tcp', 'unix'] as const) {
-        await withTlsOnly(transport, [], async (server) => {
-          for (const [what, creds] of refused) {
-            const r = await run('nbdinfo', ['--size', tlsUri(server, 'vol', creds)]);
-            expect(r.code, `${what} was let in\n${describeRun(r, server)}`).not.toBe(0);
-            expect(r.timedOut, `${what}: hung\n${describeRun(r, server)}`).toBe(false);
-            expect(r.stdout.trim(), what).toBe('');
-          }
-          const ok = await runOk('nbdinfo', ['--size', tlsUri(server, 'vol', await x509ClientDir(join(scratch, 'alice'), fx.caCert, c.alice))], { server });
-          expect(ok.stdout.trim()).toBe(String(16 * MiB));
-          await goodClientRoundTrip(server);
-          expectNoSecrets(server.output(), [wrongKey, wrongKey.toUpperCase()], 'the daemon output (the wrong PSK)');
-        });
+        for (const { auth, refused, good } of cases) {
+          await withTlsOnly(
+            transport,
+            [],
+            async (server) => {
+              for (const [what, creds] of refused) {
+                const r = await run('nbdinfo', ['--size', tlsUri(server, 'vol', creds)]);
+                expect(r.code, `${what} was let in\n${describeRun(r, server)}`).not.toBe(0);
+                expect(r.timedOut, `${what}: hung\n${describeRun(r, server)}`).toBe(false);
+                expect(r.stdout.trim(), what).toBe('');
+              }
+              const ok = await runOk('nbdinfo', ['--size', tlsUri(server, 'vol', good)], { server });
+              expect(ok.stdout.trim()).toBe(String(16 * MiB));
+              expectNoSecrets(server.output(), [wrongKey, wrongKey.toUpperCase()], 'the daemon output (the wrong PSK)');
+            },
+            auth,
+          );
+        }
       }
     });
   });
@@ -197,7 +216,7 @@ describe('credentials the server turns away (--tls-verify-peer)', () => {
       const noCert = join(scratch, 'no-cert');
       await x509ClientDir(noCert, fx.caCert, fx.clients.alice);
       await rmClientCert(noCert);
-      await withIomapd({ transport: 'tcp', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(fx, 'require', false) }, async (server) => {
+      await withIomapd({ transport: 'tcp', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(fx, 'x509', 'require', false) }, async (server) => {
         const r = await runOk('nbdinfo', ['--size', tlsUri(server, 'vol', { kind: 'x509', dir: noCert })], { server });
         expect(r.stdout.trim()).toBe(String(16 * MiB));
         // A raw TLS client with no certificate gets through the handshake too.
