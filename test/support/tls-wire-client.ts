@@ -150,6 +150,15 @@ export class WireStream {
     return { error, data: error === 0 && dataLength > 0 ? await this.read(dataLength) : Buffer.alloc(0) };
   }
 
+  /** Waits until the peer closes or `ms` pass, then returns every byte still unread. */
+  async drain(ms: number): Promise<Buffer> {
+    try {
+      return await this.expectClose(ms);
+    } catch {
+      return this.take(this.have);
+    }
+  }
+
   destroy(): void {
     this.stream.destroy();
   }
