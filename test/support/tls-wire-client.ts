@@ -4,7 +4,7 @@
 // framing; tests assert on what it returns. TLS itself is Node's `tls` client.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import { be16, be32, be64, clientFlags, infoData, isErrorReply, option, OPT, parseOptionReply, REP, request, W, type OptionReply, type RequestFields } from './wire.ts';
 import type { Target } from './test-client.ts';
 
@@ -213,6 +213,33 @@ export function tlsHandshake(socket: Socket, creds: TlsClientCreds, timeoutMs = 
       reject(new Error('closed during the TLS handshake'));
     });
   });
+}
+
+/**
+ * TLS over a stream of our own between it and `socket`, so that raw bytes can be slipped in
+ * between TLS records (`inject`): writing to a socket that a TLSSocket wraps directly is not safe.
+ */
+export async function tlsWithInjection(socket: Socket, creds: TlsClientCreds): Promise<{ tls: TLSSocket; inject(bytes: Buffer): void }> {
+  const proxy = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _encoding, callback) => void socket.write(chunk, callback),
+    final: (callback) => {
+      socket.end();
+      callback();
+    },
+    destroy: (err, callback) => {
+      socket.destroy();
+      callback(err);
+    },
+  });
+  socket.on('data', (d: Buffer) => {
+    if (!proxy.push(d)) socket.pause();
+  });
+  socket.once('end', () => proxy.push(null));
+  socket.once('close', () => proxy.destroy());
+  socket.on('error', () => {});
+  const tls = await tlsHandshake(proxy as unknown as Socket, creds);
+  return { tls, inject: (bytes) => void socket.write(bytes) };
 }
 
 /** Greeting, STARTTLS, TLS handshake: a WireStream in the option phase over TLS. */
