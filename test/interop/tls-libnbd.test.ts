@@ -159,3 +159,19 @@ describe('one server with both --tls-certificates and --tls-psk', () => {
     });
   });
 });
+
+describe('--tls on (selective)', () => {
+  it('serves a plaintext client and a TLS client on the same socket', async (ctx) => {
+    requireTool(ctx, 'nbdinfo');
+    await withTempDir(async (scratch) => {
+      const x509 = await x509ClientDir(join(scratch, 'alice-x509'), fx.caCert, fx.clients.alice);
+      await withIomapd({ transport: 'tcp', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(fx, 'x509', 'on') }, async (server) => {
+        const plain = JSON.parse((await runOk('nbdinfo', ['--json', '--no-content', server.uri], { server })).stdout) as { TLS: boolean };
+        expect(plain.TLS).toBe(false);
+        const tls = JSON.parse((await runOk('nbdinfo', ['--json', '--no-content', tlsUri(server, 'vol', x509)], { server })).stdout) as { TLS: boolean };
+        expect(tls.TLS).toBe(true);
+        expectNoSecrets(server.output(), secrets);
+      });
+    });
+  });
+});
