@@ -6,8 +6,13 @@
 // listen got only well-formed replies (the greeting, option replies, or simple replies to cookies
 // it sent, each once). At the end: RSS bounded, the control channel answers, the image checks clean.
 // Fixed seed in CI; IOMAPD_FUZZ_CASES and IOMAPD_FUZZ_SEED for more.
+//
+// The TLS path (issue 12) runs against a second daemon in TLS-only mode: hostile bytes right after
+// the STARTTLS ACK (where only a TLS handshake may come), and the same hostile options and requests
+// as above sent inside a TLS session, sometimes followed by a corrupted TLS record. After every
+// case a well-behaved TLS connection still round-trips.
 import { connect, type Socket } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -17,6 +22,9 @@ import { checkImageFile } from '../../src/fs/image-file.ts';
 import { Daemon, runCli } from '../support/daemon.ts';
 import { TestClient } from '../support/test-client.ts';
 import { pattern, sectorValue } from '../support/crash/sector-model.ts';
+import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.ts';
+import { plainHandshake, startTls, tlsSession, tlsWithInjection, WireStream, type TlsClientCreds } from '../support/tls-wire-client.ts';
+import { CMD, REP } from '../support/wire.ts';
 
 const CASES = Number(process.env.IOMAPD_FUZZ_CASES ?? 400);
 const SEED = Number(process.env.IOMAPD_FUZZ_SEED ?? 4096);
@@ -283,3 +291,135 @@ it(`${CASES} hostile clients: no crash, no hang, other connections unaffected, m
 });
 
 const mb = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
+
+// ---- the TLS path ---------------------------------------------------------------------------
+
+const TLS_CASES = Number(process.env.IOMAPD_FUZZ_TLS_CASES ?? Math.max(20, Math.round(CASES / 4)));
+const TLS_RECORD_TYPES = [20, 21, 22, 23]; // change_cipher_spec, alert, handshake, application_data
+
+/** What may follow the STARTTLS ACK: noise, TLS record headers with lying lengths, plaintext NBD. */
+const afterAckArb = fc.oneof(
+  fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+  fc
+    .tuple(fc.oneof(fc.constantFrom(...TLS_RECORD_TYPES), fc.nat(255)), fc.constantFrom(0x0301, 0x0303, 0x0304, 0xffff), fc.nat(0xffff), fc.uint8Array({ maxLength: 200 }))
+    .map(([type, version, length, body]) => Buffer.concat([Buffer.from([type]), u16(version), u16(length), Buffer.from(body)])),
+  fc.constant(Buffer.concat([u64(IHAVEOPT), u32(7), u32(13), u32(7), Buffer.from('default'), u16(0)])), // GO in plaintext
+);
+
+type TlsCase =
+  | { where: 'after-ack'; bytes: Buffer; ending: Ending }
+  /** A case from above inside TLS (its client flags dropped: they were sent before STARTTLS). */
+  | { where: 'in-session'; inner: Case; corruptRecord: boolean };
+
+const tlsCaseArb: fc.Arbitrary<TlsCase> = fc.oneof(
+  fc.record({ where: fc.constant('after-ack' as const), bytes: afterAckArb, ending: endingArb }),
+  fc.record({
+    where: fc.constant('in-session' as const),
+    // Half the cases whole: a stream cut in its first option never reaches the option code.
+    inner: fc.tuple(caseArb, fc.boolean()).map(([c, whole]) => (whole ? { ...c, cut: 1 } : c)),
+    corruptRecord: fc.constantFrom(false, false, false, true),
+  }),
+);
+
+let tlsDir = '';
+let fx: TlsFixtures | null = null;
+let tlsDaemon: Daemon | null = null;
+let tlsSocketPath = '';
+let creds: TlsClientCreds;
+
+afterAll(async () => {
+  await tlsDaemon?.kill().catch(() => {});
+  fx?.cleanup();
+  if (tlsDir !== '') await rm(tlsDir, { recursive: true, force: true });
+});
+
+/** Plays a TLS case on a fresh connection; returns a problem with what the server sent, or null. */
+async function playTls(c: TlsCase): Promise<string | null> {
+  const { socket, wire } = await plainHandshake({ path: tlsSocketPath });
+  const ack = await startTls(wire);
+  if (ack !== REP.ACK) return `STARTTLS answered 0x${ack.toString(16)}`;
+  if (c.where === 'after-ack') {
+    wire.write(c.bytes);
+    if (c.ending === 'vanish') {
+      socket.destroy();
+      return null;
+    }
+    if (c.ending === 'half-close') socket.end();
+    const after = await wire.drain(150);
+    socket.destroy();
+    // Only TLS may follow the ACK: a handshake record or an alert, never a plaintext option reply.
+    if (after.length > 0 && after[0] !== 0x15 && after[0] !== 0x16) return `not TLS after the STARTTLS ACK: ${after.subarray(0, 24).toString('hex')}`;
+    return null;
+  }
+  wire.detach();
+  let tls: WireStream;
+  let inject: (bytes: Buffer) => void;
+  try {
+    const session = await tlsWithInjection(socket, creds);
+    tls = new WireStream(session.tls);
+    inject = session.inject;
+  } catch (err) {
+    return `a good TLS handshake failed: ${(err as Error).message}`;
+  }
+  tls.write(build(c.inner).bytes.subarray(4));
+  // An application-data record that does not decrypt: the server must drop the connection.
+  if (c.corruptRecord) setImmediate(() => inject(Buffer.from([23, 3, 3, 0, 32, ...Buffer.alloc(32, 0xee)])));
+  if (c.inner.ending === 'vanish') {
+    tls.destroy();
+    return null;
+  }
+  const reply = await tls.drain(150);
+  tls.destroy();
+  if (reply.length > 0) tlsAnswered++;
+  // judge() reads the greeting first: the plaintext one was read above, so give it one.
+  const greeting = Buffer.concat([u64(NBDMAGIC), u64(IHAVEOPT), u16(3)]);
+  return judge(c.inner, Buffer.concat([greeting, reply]));
+}
+
+let tlsSteady: WireStream | null = null;
+/** In-session cases the server answered inside TLS (the fuzz reached the option and request code). */
+let tlsAnswered = 0;
+let tlsTrips = 0;
+async function tlsSteadyRoundTrip(): Promise<void> {
+  tlsTrips++;
+  const sector = tlsTrips % (VOLUME_BYTES / 512);
+  const data = pattern(1, sector, 0x20000 + tlsTrips);
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('steady TLS connection hung')), 10_000));
+  await Promise.race([
+    (async () => {
+      const w = await tlsSteady!.roundTrip({ type: CMD.WRITE, cookie: BigInt(2 * tlsTrips), offset: BigInt(sector * 512), length: 512 }, 0, data);
+      if (w.error !== 0) throw new Error(`steady TLS write failed: ${w.error}`);
+      const r = await tlsSteady!.roundTrip({ type: CMD.READ, cookie: BigInt(2 * tlsTrips + 1), offset: BigInt(sector * 512), length: 512 }, 512);
+      if (r.error !== 0 || !r.data.equals(data)) throw new Error('steady TLS connection read back other bytes');
+    })(),
+    timeout,
+  ]);
+}
+
+it(`${TLS_CASES} hostile TLS clients: after the STARTTLS ACK and inside TLS; a TLS connection keeps working`, async () => {
+  fx = makeTlsFixtures();
+  creds = { kind: 'x509', ca: await readFile(fx.caCert) };
+  tlsDir = await mkdtemp(join(tmpdir(), 'iomapd-fuzz-tls-'));
+  const tlsImage = join(tlsDir, 'image.iomapd');
+  tlsSocketPath = join(tlsDir, 'nbd.sock');
+  expect((await runCli(['create', tlsImage, '--size', `${VOLUME_BYTES}`, '--capacity', '16M'])).code).toBe(0);
+  tlsDaemon = await Daemon.start([tlsImage, '--socket', tlsSocketPath, '--handshake-timeout', '2', '--tls', 'require', '--tls-certificates', fx.certDir]);
+  tlsSteady = await tlsSession({ path: tlsSocketPath }, creds);
+  await tlsSteady.go('default');
+  await fc.assert(
+    fc.asyncProperty(tlsCaseArb, async (c) => {
+      const problem = await playTls(c);
+      if (problem) throw new Error(problem);
+      if (!tlsDaemon!.alive) throw new Error(`the daemon died:\n${tlsDaemon!.output()}`);
+      await tlsSteadyRoundTrip();
+    }),
+    { numRuns: TLS_CASES, seed: SEED, endOnFailure: true },
+  );
+  console.log(`TLS fuzz: ${TLS_CASES} cases (seed ${SEED}), ${tlsAnswered} answered inside TLS`);
+  expect(tlsAnswered).toBeGreaterThan(0);
+  tlsSteady.destroy();
+  expect((await tlsDaemon.stop()).code).toBe(0);
+  expect(tlsDaemon.errorLogLines()).toEqual([]);
+  tlsDaemon = null;
+  expect((await checkImageFile(tlsImage, false)).errors).toEqual([]);
+});

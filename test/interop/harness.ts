@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import type { TestContext } from 'vitest';
@@ -443,4 +443,152 @@ export function patternBytes(length: number, seed: number): Buffer {
     buf.writeUInt32LE(x, i);
   }
   return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS (issue 12): the credentials each client family wants, from test/support/tls-fixtures.ts
+
+/** What a client presents: an X.509 certificate directory, or a PSK file and the name to use. */
+export type ClientCreds = { readonly kind: 'x509'; readonly dir: string } | { readonly kind: 'psk'; readonly file: string; readonly username: string };
+
+/**
+ * A directory in libnbd's and qemu's layout for a client certificate: `ca-cert.pem`,
+ * `client-cert.pem`, `client-key.pem` (the fixtures keep `clients/NAME-cert.pem`).
+ */
+export async function x509ClientDir(into: string, caCert: string, cert: { cert: string; key: string }): Promise<ClientCreds> {
+  await mkdir(into, { recursive: true });
+  await copyFile(caCert, join(into, 'ca-cert.pem'));
+  await copyFile(cert.cert, join(into, 'client-cert.pem'));
+  await copyFile(cert.key, join(into, 'client-key.pem'));
+  return { kind: 'x509', dir: into };
+}
+
+/**
+ * The server's URI as `nbds://` / `nbds+unix://` with libnbd's TLS query parameters, for
+ * `exportName`. The query is written by hand: paths stay readable in failure messages.
+ */
+export function tlsUri(server: IomapdServer, exportName: string, creds: ClientCreds | null): string {
+  const plain = new URL(withExportName(server.uri, exportName));
+  const scheme = plain.protocol.replace(/^nbds?(\+unix)?:$/, (_m, unix: string | undefined) => `nbds${unix ?? ''}:`);
+  const params: string[] = [];
+  const socket = plain.searchParams.get('socket');
+  if (socket !== null) params.push(`socket=${socket}`);
+  if (creds?.kind === 'x509') params.push(`tls-certificates=${creds.dir}`);
+  // libnbd 1.14 (Debian 12) takes the PSK user name from the URI's user part only: it ignores a
+  // `tls-username` parameter and falls back to the login name.
+  if (creds?.kind === 'psk') params.push(`tls-psk-file=${creds.file}`);
+  const authority = `${creds?.kind === 'psk' ? `${creds.username}@` : ''}${plain.host}`;
+  return `${scheme}//${authority}${plain.pathname}${params.length > 0 ? `?${params.join('&')}` : ''}`;
+}
+
+/** The plain-text URI of the same export (`nbd://`, `nbd+unix://`), for clients without TLS. */
+export function plainUri(server: IomapdServer, exportName: string): string {
+  return withExportName(server.uri, exportName).replace(/^nbds(\+unix)?:/, (_m, unix: string | undefined) => `nbd${unix ?? ''}:`);
+}
+
+/**
+ * qemu's arguments for a TLS client: the `--object` that holds the credentials (`tls0`), and the
+ * `--image-opts` string for the export. qemu names the PSK file `keys.psk` inside `dir`, and checks
+ * an X.509 server's certificate against a host name, which a Unix socket does not have.
+ */
+export function qemuTls(server: IomapdServer, exportName: string, creds: ClientCreds): { object: string; imageOpts: string } {
+  const object =
+    creds.kind === 'x509'
+      ? `tls-creds-x509,id=tls0,dir=${creds.dir},endpoint=client`
+      : `tls-creds-psk,id=tls0,dir=${dirname(creds.file)},username=${creds.username},endpoint=client`;
+  if (creds.kind === 'psk' && !creds.file.endsWith('/keys.psk')) throw new Error(`qemu reads DIR/keys.psk, not ${creds.file}`);
+  const u = new URL(server.uri);
+  const socket = u.searchParams.get('socket');
+  const where = socket !== null ? `server.type=unix,server.path=${socket},tls-hostname=localhost` : `server.type=inet,server.host=${u.hostname},server.port=${u.port}`;
+  return { object, imageOpts: `driver=nbd,${where},export=${exportName},tls-creds=tls0` };
+}
+
+/** Every secret in `keyFiles` (PEM key bodies, psktool hex keys): none may appear in a daemon's output. */
+export async function secretsIn(keyFiles: readonly string[]): Promise<string[]> {
+  const secrets: string[] = [];
+  for (const file of keyFiles) {
+    const text = await readFile(file, 'utf8');
+    for (const line of text.split('\n')) {
+      const psk = /^[^:#\s][^:]*:([0-9a-fA-F]{16,})\s*$/.exec(line);
+      if (psk) secrets.push(psk[1]!.toLowerCase(), psk[1]!.toUpperCase());
+      else if (/^[A-Za-z0-9+/=]{40,}$/.test(line.trim())) secrets.push(line.trim());
+    }
+  }
+  return secrets;
+}
+
+/** Throws, naming the file but never the secret, if any secret appears in `output`. */
+export function expectNoSecrets(output: string, secrets: readonly string[], what = 'the daemon output'): void {
+  const leaked = secrets.filter((s) => output.includes(s));
+  if (leaked.length > 0) throw new Error(`${leaked.length} secret(s) (private key or PSK material) appeared in ${what}`);
+}
+
+/** The daemon's JSON log lines (whatever of its output is kept). */
+export function logLines(server: { output(): string }): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of server.output().split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line cut by the kept tail
+    }
+  }
+  return out;
+}
+
+/** Waits (bounded) until a log line satisfies `match`, and returns it. */
+export async function waitForLog(
+  server: IomapdServer,
+  match: (entry: Record<string, unknown>) => boolean,
+  timeoutMs = 5_000,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = logLines(server).find(match);
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`no matching log line within ${timeoutMs} ms\n--- iomapd ---\n${tail(server.output())}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** How a client authenticates: X.509 (a client certificate, checked with --tls-verify-peer) or PSK. */
+export type TlsAuth = 'x509' | 'psk';
+export interface TlsVariant {
+  readonly transport: Transport;
+  readonly auth: TlsAuth;
+  /** An image-store volume, or a raw file (`--raw`). */
+  readonly served: 'image' | 'raw';
+}
+/**
+ * The TLS matrix: each transport with each kind of credential once, and each of those pairs
+ * against one of the two kinds of export; every dimension is covered twice, in four servers.
+ */
+export const TLS_VARIANTS: readonly TlsVariant[] = [
+  { transport: 'tcp', auth: 'x509', served: 'image' },
+  { transport: 'unix', auth: 'psk', served: 'image' },
+  { transport: 'unix', auth: 'x509', served: 'raw' },
+  { transport: 'tcp', auth: 'psk', served: 'raw' },
+];
+
+/**
+ * The server side of the TLS options: X.509 (client certificates required unless `verifyPeer` is
+ * false), PSK, or both kinds of credential on one server.
+ */
+export function tlsServeArgs(
+  fx: { certDir: string; pskFile: string },
+  auth: TlsAuth | 'both',
+  mode: 'on' | 'require' = 'require',
+  verifyPeer = true,
+): string[] {
+  const args = ['--tls', mode];
+  if (auth !== 'psk') args.push('--tls-certificates', fx.certDir, ...(verifyPeer ? ['--tls-verify-peer'] : []));
+  if (auth !== 'x509') args.push('--tls-psk', fx.pskFile);
+  return args;
+}
+
+/** ServeOptions for a TLS variant: export `exportName` of `size`, raw files kept in `scratch`. */
+export function tlsServeOptions(v: TlsVariant, scratch: string, exportName: string, size: string, extraArgs: readonly string[]): ServeOptions {
+  const base = { transport: v.transport, exportName, size, extraArgs };
+  return v.served === 'image' ? { ...base, backend: 'image' } : { ...base, file: join(scratch, `${exportName}.raw`), raw: true };
 }
