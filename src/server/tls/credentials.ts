@@ -24,10 +24,28 @@ export interface Credentials {
   readonly psk: ReadonlyMap<string, Buffer> | null;
 }
 
-/** TLS 1.3 only (the interface's choice; nbdkit, qemu and libnbd all speak it). */
-const MIN_VERSION = 'TLSv1.3';
-/** TLS 1.3 suites an external PSK can use (its hash is SHA-256). */
-const PSK_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+/**
+ * TLS 1.2 and up: the NBD spec makes 1.2 the floor, and Debian's nbd-client (the kernel client's
+ * userspace half) offers 1.2 only. libnbd and qemu negotiate 1.3.
+ */
+const MIN_VERSION = 'TLSv1.2';
+/**
+ * With PSKs: the TLS 1.3 suites an external PSK can use (its hash is SHA-256), TLS 1.2's PSK
+ * suites, and TLS 1.2's certificate suites for X.509 clients of the same server.
+ */
+const PSK_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-PSK-CHACHA20-POLY1305',
+  'DHE-PSK-AES128-GCM-SHA256',
+  'PSK-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
 
 async function readOptional(path: string): Promise<Buffer | undefined> {
   try {
@@ -66,7 +84,7 @@ export async function loadCredentials(sources: CredentialSources): Promise<Crede
   const options: Parameters<typeof createSecureContext>[0] = { minVersion: MIN_VERSION, sessionIdContext: 'iomapd' };
   // OpenSSL binds an external PSK to SHA-256 and drops it if the suite it picks hashes with
   // SHA-384 (the handshake then falls back to certificates, which a PSK client lacks): with PSKs,
-  // offer only the SHA-256 suites of TLS 1.3.
+  // offer only the SHA-256 suites of TLS 1.3 (and TLS 1.2's, PSK and certificate).
   if (psk !== null) options.ciphers = PSK_CIPHERS;
   if (sources.certDir !== undefined) {
     const dir = sources.certDir;
