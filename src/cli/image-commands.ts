@@ -1,10 +1,10 @@
-// Image administration commands: create, volume, snapshot, clone, info, map, stats, check.
+// Image administration commands: create, volume, snapshot, clone, info, map, stats, reload, check.
 // Parsing and printing only; the work is in src/fs, reached directly or, while a daemon serves the
 // image, through its control channel (src/control).
 import { unlink } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { IomapdError } from '../util/errors.ts';
-import type { ImageAdmin } from '../control/admin.ts';
+import type { ImageAdmin, ReloadResult } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
 import { checkImageFile, createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
@@ -57,6 +57,12 @@ function onOff(option: string, value: string): boolean {
 function volumeLine(v: VolumeInfo): string {
   const kind = v.snapshot ? 'snapshot' : v.readOnly ? 'read-only' : 'volume';
   return `${v.name}\t${human(v.size)}\t${kind}${v.inline ? ' inline' : ''}${v.requireTls ? ' require-tls' : ''}\tallocated ${human(v.allocatedBytes)}\textents ${v.extents}`;
+}
+
+function reloadLine(r: ReloadResult): string {
+  if (r.tls === 'off') return 'reloaded: the daemon serves with --tls off, so there was no TLS material or access list to re-read';
+  const n = r.restrictedExports;
+  return `reloaded TLS material and access lists (--tls ${r.tls}; ${n} export${n === 1 ? '' : 's'} restricted by --allow/--access)`;
 }
 
 export function registerImageCommands(program: Command): void {
@@ -234,6 +240,18 @@ export function registerImageCommands(program: Command): void {
         const admin = await openDaemon(image);
         const stats = await admin.stats().finally(() => admin.close());
         process.stdout.write(o.json ? `${JSON.stringify(stats, null, 2)}\n` : statsText(stats));
+      }),
+    );
+
+  program
+    .command('reload')
+    .description("re-read a running daemon's certificates, CRL, PSK file and access file (as SIGHUP does); a broken file keeps the old material")
+    .argument('<image>')
+    .action(
+      run(async (image: string) => {
+        const admin = await openDaemon(image, 'reload re-reads the files of a running daemon');
+        const r = await admin.reload().finally(() => admin.close());
+        process.stdout.write(`${reloadLine(r)}\n`);
       }),
     );
 

@@ -6,6 +6,7 @@ import type { BlockDevice } from '../engine/block-device.ts';
 import { MemoryDevice } from '../devices/memory-device.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
 import { ControlServer, controlPath } from '../control/control-server.ts';
+import type { ReloadResult } from '../control/admin.ts';
 import { DaemonAdmin } from '../control/daemon-admin.ts';
 import { ServedImage } from '../control/served-image.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
@@ -230,7 +231,13 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     await served.close();
     throw err;
   }
-  const control = served.image ? await startControl(served.image, registry, server, options, log) : null;
+  // SIGHUP and `iomapd reload` do the same: rotate certificates, CRL, PSKs and allow-lists; a
+  // broken file keeps the old material (logged, and answered to `reload`).
+  const reload = async (): Promise<ReloadResult> => {
+    await security.reload();
+    return { tls: security.tlsMode, restrictedExports: security.access().exports.length };
+  };
+  const control = served.image ? await startControl(served.image, registry, server, options, reload, log) : null;
   // Before the `listening` lines: a client (or a supervisor) may signal as soon as it sees one.
   stopOnSignals(log, async () => {
     await control?.close();
@@ -238,8 +245,7 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     // The store's one owner closes it (devices never do, and every export may be gone).
     await served.close();
   });
-  // SIGHUP: rotate certificates, CRL, PSKs and allow-lists; a broken file keeps the old (logged).
-  process.on('SIGHUP', () => void security.reload().catch(() => {}));
+  process.on('SIGHUP', () => void reload().catch(() => {}));
   for (const a of addresses) {
     for (const e of served.exports) {
       log.info(
@@ -258,8 +264,15 @@ function logImageIo(io: ImageIo, options: ServeOptions, log: Logger): void {
 }
 
 /** The control channel next to the image; without it the daemon still serves (one warning). */
-async function startControl(image: NonNullable<Served['image']>, registry: ExportRegistry, server: NbdServer, options: ServeOptions, log: Logger): Promise<ControlServer | null> {
-  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log });
+async function startControl(
+  image: NonNullable<Served['image']>,
+  registry: ExportRegistry,
+  server: NbdServer,
+  options: ServeOptions,
+  reload: () => Promise<ReloadResult>,
+  log: Logger,
+): Promise<ControlServer | null> {
+  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload });
   try {
     const control = await ControlServer.listen(controlPath(image.path), admin, log);
     log.info({ control: control.path }, 'control channel listening');

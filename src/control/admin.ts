@@ -5,6 +5,7 @@ import type { VolumeCounters } from '../engine/counters.ts';
 import type { StoreStats } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import type { TlsMode } from '../server/export-registry.ts';
 
 export interface ImageInfo {
   readonly stats: StoreStats;
@@ -27,6 +28,14 @@ export interface DaemonStats {
   readonly store: StoreStats;
 }
 
+/** What a daemon's reload re-read. */
+export interface ReloadResult {
+  /** The daemon's --tls mode (fixed for its life; `off` re-reads no TLS material). */
+  readonly tls: TlsMode;
+  /** Exports that the reloaded --allow and --access lists restrict to named identities. */
+  readonly restrictedExports: number;
+}
+
 export interface CreateVolumeOptions {
   readonly preallocate: boolean;
   readonly readOnly: boolean;
@@ -47,5 +56,10 @@ export interface ImageAdmin {
   map(volume: string): Promise<ExtentInfo[]>;
   /** Per-export counters: only a running daemon has them (NOT_RUNNING otherwise). */
   stats(): Promise<DaemonStats>;
+  /**
+   * Re-reads the daemon's certificates, CRL, PSK file and access file and swaps them in whole; a
+   * broken file keeps the old material and fails with its error (NOT_RUNNING without a daemon).
+   */
+  reload(): Promise<ReloadResult>;
   close(): Promise<void>;
 }

@@ -5,7 +5,9 @@
 // connections use cannot be removed or resized (BUSY): an NBD client cannot be told that its
 // disk went away or changed size, so the operator disconnects it first. The same holds for
 // changing a volume's require-tls mark: a plain client attached before the change would keep it.
-// A require-tls volume is exported only when the server admits TLS clients.
+// A require-tls volume is exported only when the server admits TLS clients. Reload is the
+// daemon's own (serve wires in its TLS material's reload): it runs beside volume operations, not
+// queued behind them, since it touches no volume.
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { ServedImage } from './served-image.ts';
@@ -13,7 +15,7 @@ import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
-import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
+import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 
 export interface DaemonParts {
   /** The image the daemon serves (its owner closes it, not the control channel). */
@@ -25,6 +27,11 @@ export interface DaemonParts {
   /** Whether the server admits TLS clients (serve --tls on|require): require-tls volumes need it. */
   readonly tls: boolean;
   readonly log: Logger;
+  /**
+   * Re-reads the TLS material and access lists (serve's ServerSecurity, SIGHUP's work): swaps them
+   * whole, or keeps the old, logs why and throws (BAD_ARGUMENT naming the file).
+   */
+  readonly reload: () => Promise<ReloadResult>;
 }
 
 export class DaemonAdmin implements ImageAdmin {
@@ -137,6 +144,10 @@ export class DaemonAdmin implements ImageAdmin {
       counters: { ...image.engine.counters(e.name) },
     }));
     return { pid: process.pid, exports, store: image.stats() };
+  }
+
+  reload(): Promise<ReloadResult> {
+    return this.parts.reload();
   }
 
   /** The daemon owns the image; a control connection closing changes nothing. */

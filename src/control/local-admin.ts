@@ -5,7 +5,7 @@ import type { ImageStore } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { IomapdError } from '../util/errors.ts';
-import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
+import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 
 export class LocalAdmin implements ImageAdmin {
   private readonly store: ImageStore;
@@ -58,6 +58,10 @@ export class LocalAdmin implements ImageAdmin {
 
   async stats(): Promise<DaemonStats> {
     throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${this.path}: counters exist only in a running daemon`);
+  }
+
+  async reload(): Promise<ReloadResult> {
+    throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${this.path}: there is no TLS material or access list to reload`);
   }
 
   close(): Promise<void> {

@@ -14,10 +14,10 @@ export async function openAdmin(image: string, readOnly: boolean): Promise<Image
   return connectDaemon(image, pid);
 }
 
-/** The running daemon's channel; NOT_RUNNING when no live process holds the image. */
-export async function openDaemon(image: string): Promise<ImageAdmin> {
+/** The running daemon's channel; NOT_RUNNING when no live process holds the image (`why` says what needed one). */
+export async function openDaemon(image: string, why = 'stats come from a running daemon'): Promise<ImageAdmin> {
   const pid = await ImageLock.holder(image);
-  if (pid === null) throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${image} (stats come from a running daemon)`);
+  if (pid === null) throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${image} (${why})`);
   return connectDaemon(image, pid);
 }
 

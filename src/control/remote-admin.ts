@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { IomapdError } from '../util/errors.ts';
-import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo } from './admin.ts';
+import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 import { encodeLine, responseError, type ControlResponse } from './wire.ts';
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -87,6 +87,10 @@ export class RemoteAdmin implements ImageAdmin {
 
   stats(): Promise<DaemonStats> {
     return this.request('stats', {}) as Promise<DaemonStats>;
+  }
+
+  reload(): Promise<ReloadResult> {
+    return this.request('reload', {}) as Promise<ReloadResult>;
   }
 
   async close(): Promise<void> {

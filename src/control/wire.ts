@@ -93,6 +93,7 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => 
   info: (a) => a.info(),
   map: (a, x) => a.map(text(x, 'volume')),
   stats: (a) => a.stats(),
+  reload: (a) => a.reload(),
 };
 
 export function call(admin: ImageAdmin, req: ControlRequest): Promise<unknown> {

@@ -6,6 +6,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ReloadResult } from '../../src/control/admin.ts';
 import { ControlServer, controlPath } from '../../src/control/control-server.ts';
 import { DaemonAdmin } from '../../src/control/daemon-admin.ts';
 import { LocalAdmin } from '../../src/control/local-admin.ts';
@@ -15,11 +16,19 @@ import { ServedImage } from '../../src/control/served-image.ts';
 import { createImageFile } from '../../src/fs/image-file.ts';
 import { ExportRegistry } from '../../src/server/export-registry.ts';
 import { NbdServer } from '../../src/server/nbd-server.ts';
+import { IomapdError } from '../../src/util/errors.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { TestClient } from '../support/test-client.ts';
 import { CMD, pattern } from '../support/wire.ts';
 
 const MiB = 1024 * 1024;
+
+/** The daemon's reload here: no TLS, nothing to re-read, unless a test sets reloadError. */
+let reloadError: Error | null = null;
+async function noReload(): Promise<ReloadResult> {
+  if (reloadError !== null) throw reloadError;
+  return { tls: 'off', restrictedExports: 0 };
+}
 
 interface Daemon {
   image: string;
@@ -43,7 +52,7 @@ async function startDaemon(image: string): Promise<Daemon> {
   const server = new NbdServer(registry, silentLogger);
   const nbdPath = join(dir, 'nbd.sock');
   await server.listenUnix(nbdPath);
-  const admin = new DaemonAdmin({ image: served, registry, server, description: 'test', tls: false, log: silentLogger });
+  const admin = new DaemonAdmin({ image: served, registry, server, description: 'test', tls: false, log: silentLogger, reload: noReload });
   const control = await ControlServer.listen(controlPath(image), admin, silentLogger);
   return { image, served, registry, server, control, nbdPath };
 }
@@ -69,6 +78,7 @@ async function rawLines(lines: string, n: number): Promise<Array<Record<string, 
 }
 
 beforeEach(async () => {
+  reloadError = null;
   dir = await mkdtemp(join(tmpdir(), 'iomapd-control-'));
   d = await startDaemon(join(dir, 'img.iomapd'));
 });
@@ -98,7 +108,7 @@ describe('control socket file', () => {
     await new Promise<void>((r) => s.listen(other, r));
     await link(other, controlPath(d.image));
     await new Promise<void>((r) => s.close(() => r()));
-    const admin = new DaemonAdmin({ image: d.served, registry: d.registry, server: d.server, description: '', tls: false, log: silentLogger });
+    const admin = new DaemonAdmin({ image: d.served, registry: d.registry, server: d.server, description: '', tls: false, log: silentLogger, reload: noReload });
     d.control = await ControlServer.listen(controlPath(d.image), admin, silentLogger);
     const remote = await RemoteAdmin.connect(controlPath(d.image));
     expect((await remote.listVolumes()).map((v) => v.name)).toEqual(['vol']);
@@ -175,6 +185,18 @@ describe('image commands through the channel', () => {
   });
 });
 
+describe('reload', () => {
+  it("answers the daemon's reload result, and a failed reload's error as {ok:false,error}", async () => {
+    const admin = await openDaemon(d.image);
+    expect(await admin.reload()).toEqual({ tls: 'off', restrictedExports: 0 });
+    reloadError = new IomapdError('BAD_ARGUMENT', '/etc/keys.psk line 2: expected IDENTITY:HEXKEY');
+    await expect(admin.reload()).rejects.toMatchObject({ code: 'BAD_ARGUMENT', message: '/etc/keys.psk line 2: expected IDENTITY:HEXKEY' });
+    await admin.close();
+    const [r] = await rawLines('{"id":7,"op":"reload"}\n', 1);
+    expect(r).toEqual({ id: 7, ok: false, error: { code: 'BAD_ARGUMENT', message: '/etc/keys.psk line 2: expected IDENTITY:HEXKEY' } });
+  });
+});
+
 describe('without a daemon', () => {
   it('opens an idle image directly; stats says NOT_RUNNING; a holder without a channel is LOCKED', async () => {
     const idle = join(dir, 'idle.iomapd');
@@ -182,6 +204,7 @@ describe('without a daemon', () => {
     const admin = await openAdmin(idle, true);
     expect(admin).toBeInstanceOf(LocalAdmin);
     await expect(admin.stats()).rejects.toMatchObject({ code: 'NOT_RUNNING' });
+    await expect(admin.reload()).rejects.toMatchObject({ code: 'NOT_RUNNING' });
     await admin.close();
     await expect(openDaemon(idle)).rejects.toMatchObject({ code: 'NOT_RUNNING' });
 
