@@ -3,8 +3,7 @@
 // on TCP and on a Unix socket, serving an image volume and a raw file (TLS_VARIANTS).
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.ts';
+import { describe, expect, it } from 'vitest';
 import {
   MiB,
   TLS_VARIANTS,
@@ -15,50 +14,25 @@ import {
   run,
   runOk,
   runPython,
-  secretsIn,
   tlsServeArgs,
-  tlsServeOptions,
   tlsUri,
   waitForLog,
   withIomapd,
   withTempDir,
   x509ClientDir,
   type ClientCreds,
-  type IomapdServer,
   type TlsVariant,
 } from './harness.ts';
+import { useTlsFixtures, withTlsServer } from './tls-server.ts';
 
-let fx: TlsFixtures;
-let secrets: string[];
-beforeAll(async () => {
-  fx = makeTlsFixtures();
-  secrets = await secretsIn([fx.serverKey, fx.pskFile, fx.clients.alice.key, fx.clients.bob.key]);
-});
-afterAll(() => fx?.cleanup());
-
-/** alice's credentials of the variant's kind (an X.509 directory is made under `scratch`). */
-async function aliceCreds(v: TlsVariant, scratch: string): Promise<ClientCreds> {
-  if (v.auth === 'psk') return { kind: 'psk', file: fx.pskFile, username: 'alice' };
-  return x509ClientDir(join(scratch, 'alice-x509'), fx.caCert, fx.clients.alice);
-}
-
-/** Serves `size` bytes as export `vol` in TLS-only mode, with alice's credentials at hand. */
-async function withTlsServer(v: TlsVariant, size: string, body: (server: IomapdServer, creds: ClientCreds, scratch: string) => Promise<void>): Promise<void> {
-  await withTempDir(async (scratch) => {
-    const creds = await aliceCreds(v, scratch);
-    await withIomapd(tlsServeOptions(v, scratch, 'vol', size, tlsServeArgs(fx, v.auth)), async (server) => {
-      await body(server, creds, scratch);
-      expectNoSecrets(server.output(), secrets);
-    });
-  });
-}
+const suite = useTlsFixtures((fx) => [fx.serverKey, fx.pskFile, fx.clients.alice.key, fx.clients.bob.key]);
 
 const identity = (v: TlsVariant): string => (v.auth === 'psk' ? 'psk:alice' : 'cn:alice');
 
 describe.each(TLS_VARIANTS)('libnbd over TLS: $transport, $auth, $served', (v) => {
   it('nbdinfo sees the export over TLS, and the negotiated line names TLS 1.3 and the identity', async (ctx) => {
     requireTool(ctx, 'nbdinfo');
-    await withTlsServer(v, '48M', async (server, creds) => {
+    await withTlsServer(suite(), v, '48M', async (server, creds) => {
       const r = await runOk('nbdinfo', ['--json', '--no-content', tlsUri(server, 'vol', creds)], { server });
       const info = JSON.parse(r.stdout) as { TLS: boolean; exports: Array<{ 'export-name': string; 'export-size': number }> };
       expect(info.TLS).toBe(true);
@@ -75,7 +49,7 @@ describe.each(TLS_VARIANTS)('libnbd over TLS: $transport, $auth, $served', (v) =
 
   it('nbdsh (libnbd Python): read, write, flush, zero, trim and block status over TLS', async (ctx) => {
     requireTool(ctx, 'python3-nbd');
-    await withTlsServer(v, '32M', async (server, creds) => {
+    await withTlsServer(suite(), v, '32M', async (server, creds) => {
       const u = new URL(server.uri);
       const socket = u.searchParams.get('socket');
       const connect = socket !== null ? `h.connect_unix(${JSON.stringify(socket)})` : `h.connect_tcp(${JSON.stringify(u.hostname)}, ${JSON.stringify(u.port)})`;
@@ -131,7 +105,7 @@ print('ok')
 
   it('nbdcopy copies a file onto the export and back over TLS, byte for byte', async (ctx) => {
     requireTool(ctx, 'nbdcopy', 'cmp');
-    await withTlsServer(v, '24M', async (server, creds, scratch) => {
+    await withTlsServer(suite(), v, '24M', async (server, creds, scratch) => {
       const source = join(scratch, 'source.bin');
       const back = join(scratch, 'back.bin');
       await writeFile(source, patternBytes(24 * MiB, 0x7105));
@@ -146,15 +120,15 @@ describe('one server with both --tls-certificates and --tls-psk', () => {
   it('serves an X.509 client and a PSK client alike', async (ctx) => {
     requireTool(ctx, 'nbdinfo');
     await withTempDir(async (scratch) => {
-      const x509 = await x509ClientDir(join(scratch, 'alice-x509'), fx.caCert, fx.clients.alice);
-      const psk: ClientCreds = { kind: 'psk', file: fx.pskFile, username: 'alice' };
-      await withIomapd({ transport: 'unix', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(fx, 'both') }, async (server) => {
+      const x509 = await x509ClientDir(join(scratch, 'alice-x509'), suite().fx.caCert, suite().fx.clients.alice);
+      const psk: ClientCreds = { kind: 'psk', file: suite().fx.pskFile, username: 'alice' };
+      await withIomapd({ transport: 'unix', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(suite().fx, 'both') }, async (server) => {
         for (const creds of [x509, psk]) {
           const r = await run('nbdinfo', ['--size', tlsUri(server, 'vol', creds)]);
           expect(r.code, `${creds.kind} client refused\n${describeRun(r, server)}`).toBe(0);
           expect(r.stdout.trim()).toBe(String(16 * MiB));
         }
-        expectNoSecrets(server.output(), secrets);
+        expectNoSecrets(server.output(), suite().secrets);
       });
     });
   });
@@ -164,13 +138,13 @@ describe('--tls on (selective)', () => {
   it('serves a plaintext client and a TLS client on the same socket', async (ctx) => {
     requireTool(ctx, 'nbdinfo');
     await withTempDir(async (scratch) => {
-      const x509 = await x509ClientDir(join(scratch, 'alice-x509'), fx.caCert, fx.clients.alice);
-      await withIomapd({ transport: 'tcp', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(fx, 'x509', 'on') }, async (server) => {
+      const x509 = await x509ClientDir(join(scratch, 'alice-x509'), suite().fx.caCert, suite().fx.clients.alice);
+      await withIomapd({ transport: 'tcp', exportName: 'vol', size: '16M', extraArgs: tlsServeArgs(suite().fx, 'x509', 'on') }, async (server) => {
         const plain = JSON.parse((await runOk('nbdinfo', ['--json', '--no-content', server.uri], { server })).stdout) as { TLS: boolean };
         expect(plain.TLS).toBe(false);
         const tls = JSON.parse((await runOk('nbdinfo', ['--json', '--no-content', tlsUri(server, 'vol', x509)], { server })).stdout) as { TLS: boolean };
         expect(tls.TLS).toBe(true);
-        expectNoSecrets(server.output(), secrets);
+        expectNoSecrets(server.output(), suite().secrets);
       });
     });
   });

@@ -11,55 +11,28 @@
 import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTlsFixtures, type TlsFixtures } from '../support/tls-fixtures.ts';
+import { describe, expect, it } from 'vitest';
 import {
   MiB,
   TLS_VARIANTS,
   describeRun,
-  expectNoSecrets,
   patternBytes,
   qemuTls,
   requireTool,
   run,
   runOk,
-  secretsIn,
-  tlsServeArgs,
-  tlsServeOptions,
   tlsUri,
-  withIomapd,
-  withTempDir,
   x509ClientDir,
   type ClientCreds,
   type IomapdServer,
   type TlsVariant,
 } from './harness.ts';
+import { useTlsFixtures, withTlsServer } from './tls-server.ts';
 
 const NBD_CLIENT = existsSync('/usr/sbin/nbd-client') ? '/usr/sbin/nbd-client' : 'nbd-client';
 const NOBODY = 65534;
 
-let fx: TlsFixtures;
-let secrets: string[];
-beforeAll(async () => {
-  fx = makeTlsFixtures();
-  secrets = await secretsIn([fx.serverKey, fx.pskFile, fx.clients.alice.key]);
-});
-afterAll(() => fx?.cleanup());
-
-async function aliceCreds(v: TlsVariant, scratch: string): Promise<ClientCreds> {
-  if (v.auth === 'psk') return { kind: 'psk', file: fx.pskFile, username: 'alice' };
-  return x509ClientDir(join(scratch, 'alice-x509'), fx.caCert, fx.clients.alice);
-}
-
-async function withTlsServer(v: TlsVariant, size: string, body: (server: IomapdServer, creds: ClientCreds, scratch: string) => Promise<void>): Promise<void> {
-  await withTempDir(async (scratch) => {
-    const creds = await aliceCreds(v, scratch);
-    await withIomapd(tlsServeOptions(v, scratch, 'vol', size, tlsServeArgs(fx, v.auth)), async (server) => {
-      await body(server, creds, scratch);
-      expectNoSecrets(server.output(), secrets);
-    });
-  });
-}
+const suite = useTlsFixtures((fx) => [fx.serverKey, fx.pskFile, fx.clients.alice.key]);
 
 /** Runs qemu-io on the export over TLS; fails on a non-zero exit or any complaint. */
 async function qemuIo(server: IomapdServer, creds: ClientCreds, commands: readonly string[]): Promise<string> {
@@ -76,7 +49,7 @@ async function qemuIo(server: IomapdServer, creds: ClientCreds, commands: readon
 describe.each(TLS_VARIANTS)('qemu over TLS: $transport, $auth, $served', (v) => {
   it('qemu-img info, convert onto the export and back, compare', async (ctx) => {
     requireTool(ctx, 'qemu-img', 'cmp');
-    await withTlsServer(v, '16M', async (server, creds, scratch) => {
+    await withTlsServer(suite(), v, '16M', async (server, creds, scratch) => {
       const source = join(scratch, 'source.raw');
       const back = join(scratch, 'back.raw');
       await writeFile(source, patternBytes(16 * MiB, 0x9e3779b9));
@@ -93,7 +66,7 @@ describe.each(TLS_VARIANTS)('qemu over TLS: $transport, $auth, $served', (v) => 
 
   it('qemu-io: pattern writes and reads, write -z, discard, FUA, flush', async (ctx) => {
     requireTool(ctx, 'qemu-io');
-    await withTlsServer(v, '32M', async (server, creds) => {
+    await withTlsServer(suite(), v, '32M', async (server, creds) => {
       const out = await qemuIo(server, creds, [
         'write -P 0xab 0 1M',
         'write -P 0x3c 1M 3M',
@@ -123,7 +96,7 @@ describe.each(TLS_VARIANTS)('qemu over TLS: $transport, $auth, $served', (v) => 
  */
 async function fioAsUser(server: IomapdServer, scratch: string): Promise<{ env: NodeJS.ProcessEnv; prefix: string[]; home: string }> {
   const home = join(scratch, 'fio-home');
-  await x509ClientDir(join(home, '.pki', 'libnbd'), fx.caCert, fx.clients.alice);
+  await x509ClientDir(join(home, '.pki', 'libnbd'), suite().fx.caCert, suite().fx.clients.alice);
   if (process.getuid?.() !== 0) return { env: { ...process.env, HOME: home }, prefix: [], home };
   for (const p of [home, join(home, '.pki'), join(home, '.pki', 'libnbd'), ...['ca-cert.pem', 'client-cert.pem', 'client-key.pem'].map((f) => join(home, '.pki', 'libnbd', f))]) {
     await chown(p, NOBODY, NOBODY);
@@ -140,7 +113,7 @@ async function fioAsUser(server: IomapdServer, scratch: string): Promise<{ env: 
 describe.each(TLS_VARIANTS.filter((v) => v.auth === 'x509'))('fio nbd engine over TLS: $transport, $served', (v) => {
   it('writes and verifies (crc32c) over nbds:// from two jobs', async (ctx) => {
     requireTool(ctx, 'fio');
-    await withTlsServer(v, '32M', async (server, _creds, scratch) => {
+    await withTlsServer(suite(), v, '32M', async (server, _creds, scratch) => {
       const { env, prefix, home } = await fioAsUser(server, scratch);
       const output = join(home, 'fio.json');
       const fioArgs = [
@@ -179,10 +152,10 @@ describe('nbd-client over TLS', () => {
   it('lists the exports with a client certificate (-enable-tls, -certfile, -keyfile, -cacertfile)', async (ctx) => {
     requireTool(ctx, 'nbd-client');
     const v: TlsVariant = { transport: 'tcp', auth: 'x509', served: 'image' };
-    await withTlsServer(v, '16M', async (server) => {
+    await withTlsServer(suite(), v, '16M', async (server) => {
       const { hostname, port } = new URL(server.uri);
-      const c = fx.clients.alice;
-      const r = await run(NBD_CLIENT, ['-certfile', c.cert, '-keyfile', c.key, '-cacertfile', fx.caCert, '-tlshostname', 'localhost', '-enable-tls', '-l', hostname, port]);
+      const c = suite().fx.clients.alice;
+      const r = await run(NBD_CLIENT, ['-certfile', c.cert, '-keyfile', c.key, '-cacertfile', suite().fx.caCert, '-tlshostname', 'localhost', '-enable-tls', '-l', hostname, port]);
       expect(r.code, describeRun(r, server)).toBe(0);
       expect(r.stdout.split('\n').map((l) => l.trim())).toContain('vol');
     });
