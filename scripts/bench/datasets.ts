@@ -4,17 +4,20 @@
 //   extents  1 GiB with 4 KiB of data every 32 KiB (32,768 data extents and as many holes), for
 //            nbdinfo --map.
 // The image volumes are filled over NBD by nbdcopy from the raw files, holes left as holes.
+// The main files (what every fio job runs on) are fully written: the raw file in sequential writes
+// with no truncate first, the image's volume fully mapped; both checked for holes and unwritten
+// extents, synced and dropped from the page cache, so no server starts from a file in another state.
 import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GiB, MiB, ROOT } from './config.ts';
 import type { Dataset } from './servers.ts';
 import { isImage, startServer } from './servers.ts';
-import { run } from './system.ts';
+import { assertFullyWritten, evictFromPageCache, run } from './system.ts';
 
 /** Bump when the layout of a dataset changes, so old files are rebuilt. */
-const LAYOUT = 1;
+const LAYOUT = 2;
 
 export interface Datasets {
   main: Dataset;
@@ -30,7 +33,8 @@ async function writeRaw(path: string, size: number, pattern: Pattern): Promise<v
   await rm(path, { force: true });
   const fh = await open(path, 'wx');
   try {
-    await fh.truncate(size);
+    // Holes only where the pattern has them: a full file grows by its own writes.
+    if (pattern !== 'full') await fh.truncate(size);
     const chunk = Buffer.allocUnsafe(pattern === 'extents' ? 4096 : pattern === 'sparse' ? MiB : 8 * MiB);
     const stride = pattern === 'extents' ? 32 * 1024 : pattern === 'sparse' ? 16 * MiB : chunk.length;
     for (let at = 0; at < size; at += stride) {
@@ -41,6 +45,17 @@ async function writeRaw(path: string, size: number, pattern: Pattern): Promise<v
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Writes every hole of a file with the zeros it reads as (a copy with `cp --sparse=never` put in
+ * its place): the image store leaves the unused part of its metadata area as a hole.
+ */
+async function fillHoles(path: string): Promise<void> {
+  const copy = `${path}.filling`;
+  const r = await run('cp', ['--sparse=never', '--preserve=mode', path, copy], { timeoutMs: 600_000 });
+  if (r.code !== 0) throw new Error(`cp --sparse=never ${path} failed: ${r.stderr}`);
+  await rename(copy, path);
 }
 
 /** An image with one volume holding the raw file's bytes; holes stay holes. */
@@ -72,6 +87,10 @@ export async function prepareDatasets(dir: string, logDir: string, size = GiB): 
     await rm(marker, { force: true });
     await writeRaw(d.raw, size, pattern);
     await writeImage(d.image, d.raw, size, dir, logDir);
+    if (pattern === 'full') await fillHoles(d.image);
+    await run('sync', []);
+    if (pattern === 'full') for (const f of [d.raw, d.image]) await assertFullyWritten(f);
+    for (const f of [d.raw, d.image]) await evictFromPageCache(f);
     await writeFile(marker, stamp);
     return d;
   };

@@ -1,7 +1,7 @@
 // The machine side of the benchmark: running commands, installing the tools, describing the
 // machine, reading a process's CPU time and peak RSS from /proc, and making the page cache equal.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { MiB } from './config.ts';
 
@@ -120,12 +120,27 @@ export async function peakRssMiB(pid: number): Promise<number> {
 }
 
 /**
+ * Drops a file's pages from the page cache (posix_fadvise DONTNEED through dd's `iflag=nocache`;
+ * Node has no fadvise). Only clean pages go: sync first.
+ */
+export async function evictFromPageCache(file: string): Promise<void> {
+  const r = await run('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+  if (r.code !== 0) throw new Error(`dd iflag=nocache of ${file} failed: ${r.stderr}`);
+}
+
+/**
  * Makes the page cache the same for every job: write back dirty pages (so no job pays for an
- * earlier job's writes), optionally drop the cache, then read the served file whole so every job
- * starts with its data resident.
+ * earlier job's writes), drop the served file's pages (optionally the whole cache), then read the
+ * file whole so every job starts with its data resident in pages made the same way. The drop
+ * matters: on this kernel (6.18, ext4 with large folios) the size of the folios a file's pages
+ * sit in depends on how they entered the cache (8 MiB writes or readahead give 2 MiB folios,
+ * smaller writes small ones), and a 4 KiB write into a 2 MiB folio costs about 30 to 50 µs
+ * against 4 µs into a 4 KiB one and dirties the whole folio (docs/PERFORMANCE.md, "Why the raw
+ * file was slower to write"). Read back by readahead, every file gets the same folios.
  */
 export async function equalisePageCache(files: string[], drop: boolean): Promise<void> {
   await run('sync', []);
+  for (const f of files) await evictFromPageCache(f);
   if (drop) await writeFile('/proc/sys/vm/drop_caches', '3\n').catch(() => {});
   const buf = Buffer.allocUnsafe(8 * MiB);
   for (const f of files) {
@@ -141,6 +156,19 @@ export async function equalisePageCache(files: string[], drop: boolean): Promise
       await fh.close();
     }
   }
+}
+
+/**
+ * Throws unless every byte of the file has a block written on disk: no holes (allocated blocks
+ * cover the size) and no unwritten (fallocated, not yet written) extents in `filefrag -v`.
+ */
+export async function assertFullyWritten(file: string): Promise<void> {
+  const st = await stat(file, { bigint: true });
+  if (st.blocks * 512n < st.size) throw new Error(`${file}: ${st.blocks * 512n} bytes allocated for ${st.size}: it has holes`);
+  const frag = await run('filefrag', ['-v', file]);
+  if (frag.code !== 0) return; // no filefrag (e2fsprogs) or no FIEMAP: the hole check above stands alone
+  const unwritten = frag.stdout.split('\n').filter((l) => /\bunwritten\b/.test(l)).length;
+  if (unwritten > 0) throw new Error(`${file}: ${unwritten} unwritten extents (filefrag -v)`);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
