@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadConfig, ROOT, serverRuns, TLS_SERVERS, type ServerName, type Transport } from './config.ts';
 import { prepareDatasets } from './datasets.ts';
 import { FIO_JOBS, runFio } from './fio-jobs.ts';
-import { type AuxRun, type BenchResults, type JobRun } from './results.ts';
+import { type AuxRun, type BenchResults, type JobRun, median } from './results.ts';
 import { writeReport } from './report.ts';
 import { type Dataset, type Running, startServer } from './servers.ts';
 import { makeServerCertificates } from './tls-certificates.ts';
@@ -53,8 +53,12 @@ const save = () => writeFile(partial, JSON.stringify(results, null, 1));
 const order = (rep: number): ServerName[] => (rep % 2 === 0 ? cfg.servers : [...cfg.servers].reverse());
 const fileFor = (server: ServerName, d: Dataset): string => (server === 'iomapd-image' || server === 'iomapd-image-tls' ? d.image : d.raw);
 
+/** Load averages taken by withServer just before the server starts. */
+let jobLoad: [number, number, number] = [0, 0, 0];
+
 async function withServer<T>(server: ServerName, transport: Transport, d: Dataset, body: (s: Running) => Promise<T>): Promise<T> {
   await equalisePageCache([fileFor(server, d)], cfg.dropCaches);
+  jobLoad = loadAverage();
   current = await startServer(server, transport, d, { dir: work, logDir, ...(tlsDir === undefined ? {} : { tlsDir }) });
   try {
     return await body(current);
@@ -73,7 +77,6 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
     for (const transport of cfg.transports) {
       for (const server of order(rep - 1)) {
         if (!serverRuns(server, job.name)) continue;
-        const load1 = loadAverage()[0];
         const r = await withServer(server, transport, data.main, async (s) => {
           const fio = runFio(job, s.uri, cfg.runtime, cfg.ramp, work);
           // CPU is counted from the end of fio's ramp (approximately: fio connects within
@@ -93,7 +96,8 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
           cpuS: r.cpuS,
           cpuUsPerRequest: r.res.requests > 0 ? (r.cpuS * 1e6) / r.res.requests : 0,
           peakRssMiB: r.rss,
-          load1,
+          load1: jobLoad[0],
+          load: jobLoad,
         };
         results.runs.push(row);
         await save();
@@ -101,7 +105,7 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
         const v = job.metric === 'iops' ? `${Math.round(row.value).toLocaleString('en-US')} IOPS` : `${row.value.toFixed(0)} MiB/s`;
         console.log(
           `[${String(done).padStart(3)}/${total}] rep ${rep} ${job.name.padEnd(26)} ${transport.padEnd(4)} ${server.padEnd(16)} ${v.padStart(14)}  ` +
-            `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${load1}`,
+            `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${jobLoad[0]}`,
         );
       }
     }
@@ -137,5 +141,8 @@ if (cfg.aux) {
 
 results.finishedAt = new Date().toISOString();
 results.load.end = loadAverage();
+results.load.medianBeforeJobs = median(results.runs.map((x) => x.load1));
+results.load.high = results.load.medianBeforeJobs > results.machine.nproc;
+if (results.load.high) console.warn(`\nWARNING: the median 1-minute load before jobs was ${results.load.medianBeforeJobs} on ${results.machine.nproc} CPUs: other work shared the machine; this run is not for the record.`);
 await writeReport(results, cfg.out, cfg.updateDocs);
 console.log(`\nresults: ${join(cfg.out, 'results.md')}${cfg.updateDocs ? ' and docs/PERFORMANCE.md' : ''}`);

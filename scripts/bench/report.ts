@@ -4,7 +4,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { ROOT, SERVER_NAMES, TLS_SERVERS, type ServerName, type Transport } from './config.ts';
-import { type BenchResults, type Cell, cell, ratio } from './results.ts';
+import { type BenchResults, type Cell, cell, median, ratio } from './results.ts';
 
 const LABEL: Record<ServerName, string> = {
   'iomapd-image': 'iomapd image',
@@ -70,7 +70,9 @@ export function targets(r: BenchResults): string[] {
       const q = ratio(row.value[server], row.value.nbdkit);
       if (q === null) continue;
       rowsChecked++;
-      if (q < min(row)) misses.push(`${row.job.title} over ${row.transport}: ${q.toFixed(2)}x (target ${min(row).toFixed(1)}x, short by ${fmt(100 * (1 - q / min(row)), 0)}%)`);
+      const unit = row.job.metric === 'iops' ? 'IOPS' : 'MiB/s';
+      const abs = `${int(row.value[server]!.median)} against ${int(row.value.nbdkit!.median)} ${unit}`;
+      if (q < min(row)) misses.push(`${row.job.title} over ${row.transport}: ${q.toFixed(2)}x, ${abs} (target ${min(row).toFixed(1)}x, short by ${fmt(100 * (1 - q / min(row)), 0)}%)`);
     }
     if (rowsChecked === 0) return;
     lines.push(`- ${what}: met on ${rowsChecked - misses.length} of ${rowsChecked} rows.`);
@@ -85,7 +87,7 @@ export function targets(r: BenchResults): string[] {
       const q = ratio(row.cpu[server], row.cpu.nbdkit);
       if (q === null) continue;
       n++;
-      if (q > 1.5) misses.push(`${row.job.title} over ${row.transport}: ${q.toFixed(2)}x nbdkit's CPU per request`);
+      if (q > 1.5) misses.push(`${row.job.title} over ${row.transport}: ${q.toFixed(2)}x nbdkit's CPU per request (${fmt(row.cpu[server]!.median)} against ${fmt(row.cpu.nbdkit!.median)} µs)`);
     }
     if (n === 0) continue;
     lines.push(`- ${LABEL[server]}: server CPU per 4 KiB request <= 1.5x nbdkit's: met on ${n - misses.length} of ${n} rows.`);
@@ -108,10 +110,14 @@ export function markdown(r: BenchResults, chartPath: string): string {
     `- Load average (1/5/15 min): ${r.load.start.join(' / ')} at the start, ${r.load.end.join(' / ')} at the end; ` +
       `1-min load before each job: min ${loads[0] ?? '–'}, median ${loads[loads.length >> 1] ?? '–'}, max ${loads[loads.length - 1] ?? '–'}.`,
   );
+  const medianLoad = r.load.medianBeforeJobs ?? median(loads);
+  if (r.load.high ?? medianLoad > m.nproc) {
+    L.push(`- **Load stayed high**: the median 1-minute load before jobs was ${medianLoad} on ${m.nproc} CPUs, so other work shared the machine; this run is not for the record.`);
+  }
   L.push(
     `- Each fio job: ${r.settings.ramp} s ramp, ${r.settings.runtime} s measured; the matrix repeated ${r.settings.reps} times, interleaved ` +
       `(every server runs a job before any runs the next; server order reversed every other repetition); each server started fresh for each job; ` +
-      `before each job dirty pages written back (sync)${r.settings.dropCaches ? ', the page cache dropped' : ''} and the served file read whole, so every job starts with its data in the page cache.`,
+      `before each job dirty pages written back (sync), the served file's pages dropped${r.settings.dropCaches ? ' (and the whole page cache)' : ''} and the file read whole, so every job starts with its data in the page cache in pages made the same way; the main files are fully written (no holes, no unwritten extents).`,
   );
   L.push('- Cells: median of the repetitions ±half the spread (max − min) as a percentage of the median. Ratios are ratios of medians.');
   L.push('');

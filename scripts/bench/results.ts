@@ -13,8 +13,10 @@ export interface JobRun extends FioResult {
   cpuS: number;
   cpuUsPerRequest: number;
   peakRssMiB: number;
-  /** 1-minute load average just before the job started. */
+  /** 1-minute load average just before the job started (after the page cache was equalised). */
   load1: number;
+  /** 1/5/15-minute load averages at the same moment. */
+  load?: [number, number, number];
 }
 
 export interface AuxRun {
@@ -36,7 +38,13 @@ export interface BenchResults {
   quick: boolean;
   settings: { runtime: number; ramp: number; reps: number; dropCaches: boolean; servers: ServerName[]; transports: Transport[] };
   machine: MachineInfo;
-  load: { start: [number, number, number]; end: [number, number, number] };
+  load: {
+    start: [number, number, number];
+    end: [number, number, number];
+    /** Median 1-minute load before the jobs, and whether it stayed above the CPU count. */
+    medianBeforeJobs?: number;
+    high?: boolean;
+  };
   jobs: Array<{ name: string; title: string; metric: 'iops' | 'MiB/s'; small: boolean }>;
   runs: JobRun[];
   aux: AuxRun[];
