@@ -142,8 +142,10 @@ export async function startServer(name: ServerName, transport: Transport, data: 
   if ((name === 'iomapd-image' || name === 'iomapd-image-tls') && !(await isImage(data.image))) throw new Error(`${data.image} is no longer an iomapd image (superblock magic gone)`);
   const log = createWriteStream(join(opts.logDir, `${String(++started).padStart(4, '0')}-${name}-${transport}.log`));
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  // Two streams into one log: neither may end it (the other may still write); it ends when both closed.
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  child.once('close', () => log.end());
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const kill = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
