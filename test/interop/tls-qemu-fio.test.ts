@@ -8,7 +8,7 @@
 //   nobody), and has no way to use PSK.
 // - nbd-client negotiates TLS in userspace (GnuTLS) and lists the exports; attaching a device is
 //   the kernel rig's part.
-import { chmod, chown, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,6 +27,7 @@ import {
   type IomapdServer,
   type TlsVariant,
 } from './harness.ts';
+import { expectFioVerified, fioVerifyArgs } from './fio-verify.ts';
 import { useTlsFixtures, withTlsServer } from './tls-server.ts';
 
 const NBD_CLIENT = existsSync('/usr/sbin/nbd-client') ? '/usr/sbin/nbd-client' : 'nbd-client';
@@ -116,34 +117,12 @@ describe.each(TLS_VARIANTS.filter((v) => v.auth === 'x509'))('fio nbd engine ove
     await withTlsServer(suite(), v, '32M', async (server, _creds, scratch) => {
       const { env, prefix, home } = await fioAsUser(server, scratch);
       const output = join(home, 'fio.json');
-      const fioArgs = [
-        '--name=tls',
-        '--ioengine=nbd',
-        `--uri=${tlsUri(server, 'vol', null)}`,
-        '--numjobs=2',
-        '--size=8M',
-        '--offset_increment=8M',
-        '--rw=randwrite',
-        '--bsrange=4k-64k',
-        '--iodepth=16',
-        '--fsync=32',
-        '--verify=crc32c',
-        '--do_verify=1',
-        '--verify_fatal=1',
-        '--output-format=json',
-        `--output=${output}`,
-      ];
+      const fioArgs = fioVerifyArgs('tls', tlsUri(server, 'vol', null), 8 * MiB, output);
       const [cmd, ...args] = [...prefix, 'fio', ...fioArgs];
       const r = await run(cmd!, args, { cwd: home, env, timeoutMs: 120_000 });
       const failure = `fio failed\n${describeRun(r, server)}`;
       expect(r.code, failure).toBe(0);
-      const report = JSON.parse(await readFile(output, 'utf8')) as { jobs: Array<{ error: number; read: { io_bytes: number }; write: { io_bytes: number } }> };
-      expect(report.jobs, failure).toHaveLength(2);
-      for (const job of report.jobs) {
-        expect(job.error, failure).toBe(0);
-        expect(job.write.io_bytes).toBe(8 * MiB);
-        expect(job.read.io_bytes).toBe(8 * MiB);
-      }
+      await expectFioVerified(output, 8 * MiB, failure);
     });
   });
 });
