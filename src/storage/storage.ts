@@ -56,7 +56,3 @@ export function storageError(err: unknown, what: string): IomapdError {
     cause: err,
   });
 }
-
-export function poisonedError(): IomapdError {
-  return new IomapdError('STORAGE_POISONED');
-}
