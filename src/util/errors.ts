@@ -20,6 +20,11 @@ export const ErrorCodes = {
   BAD_MAGIC: 'the file is not an iomapd image',
   FORMAT_TOO_NEW: 'the image was written by a newer format version',
   LOCKED: 'the image is already open in another process',
+  // Object store: an image kept in an S3-compatible bucket.
+  FENCED: 'another host took the writer role of this object-store image; this one stops writing',
+  STORE_UNAVAILABLE: 'the object store did not answer or kept failing after retries',
+  STORE_CONFIG: 'the object store refused the configuration: bucket, prefix, endpoint or credentials',
+  STORE_UNSUPPORTED: 'the object store lacks a feature iomapd needs (conditional writes)',
   // Administrative: names and arguments from the CLI or the control channel.
   NOT_FOUND: 'no such volume, snapshot or export',
   ALREADY_EXISTS: 'a volume, snapshot or file with that name already exists',
