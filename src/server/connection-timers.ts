@@ -42,7 +42,13 @@ export class ConnectionTimers {
   }
 }
 
-/** After a graceful close: a client that never closes its side must not hold the socket for ever (allowHalfOpen). */
+/**
+ * After a graceful close: a client that never closes its side must not hold the socket for ever
+ * (allowHalfOpen). The timer goes as soon as the socket closes: while pending it keeps the socket,
+ * and through it the connection and its buffers, reachable (a crowd of short connections held
+ * hundreds of MiB for the 30 s linger).
+ */
 export function destroyAfterLinger(socket: Socket): void {
-  setTimeout(() => socket.destroy(), Limits.closeLingerMs).unref();
+  const timer = setTimeout(() => socket.destroy(), Limits.closeLingerMs).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
