@@ -65,7 +65,9 @@ async function runCampaign(c: Campaign): Promise<{ name: string; exit: number; s
   const logPath = join(outDir, `${c.name}.log`);
   const log = createWriteStream(logPath);
   const started = Date.now();
-  const child = spawn(c.command[0]!, c.command.slice(1), { cwd: ROOT, env: { ...process.env, ...c.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Three campaigns on two cores: a daemon may take far longer than CI's 20 s to start.
+  const env = { IOMAPD_READY_TIMEOUT_MS: '180000', ...process.env, ...c.env };
+  const child = spawn(c.command[0]!, c.command.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log, { end: false });
   child.stderr.pipe(log, { end: false });
   const exit = await new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));

@@ -18,7 +18,8 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
 export const MAIN = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 
-const READY_TIMEOUT_MS = 20_000;
+/** How long a start may take; the soak raises it (IOMAPD_READY_TIMEOUT_MS), its campaigns share two cores. */
+const READY_TIMEOUT_MS = Number(process.env.IOMAPD_READY_TIMEOUT_MS ?? 20_000);
 /** How much of each stream is kept (the tail), and how much a failure message quotes. */
 const KEEP = 64 * 1024;
 const QUOTE = 8_000;
