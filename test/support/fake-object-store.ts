@@ -14,6 +14,7 @@
 // chosen PUT completes, every later call fails and nothing more becomes durable; `durable()`
 // gives a store holding what had been written, for a restart). Counters of calls and bytes.
 import { IomapdError } from '../../src/util/errors.ts';
+import { seededRandom } from './seeded-random.ts';
 import { ObjectConflict, type ObjectBody, type ObjectInfo, type ObjectStore } from '../../src/storage/object-store.ts';
 
 export type CallKind = 'putIfAbsent' | 'putIfMatch' | 'get' | 'head' | 'list' | 'delete';
@@ -37,18 +38,6 @@ function matches(filter: CallFilter, kind: CallKind): boolean {
   return filter === 'any' || filter === kind || (filter === 'put' && (kind === 'putIfAbsent' || kind === 'putIfMatch'));
 }
 
-/** A small seeded generator (mulberry32), so failure fractions replay exactly. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export class FakeObjectStore implements ObjectStore {
   readonly description: string;
   private readonly objects: Map<string, Stored>;
@@ -67,6 +56,7 @@ export class FakeObjectStore implements ObjectStore {
   private hangFilter: CallFilter | null = null;
   private hung: Array<() => void> = [];
   private ambiguous: { p: number; random: () => number } | null = null;
+  private jitter: { ticks: number; random: () => number } | null = null;
   private crashAfterPuts: number | null = null;
   private putsDone = 0;
   crashed = false;
@@ -86,7 +76,7 @@ export class FakeObjectStore implements ObjectStore {
 
   /** Each matching call fails with probability p (seeded), as a store's retries gave up on it. */
   failFraction(p: number, seed = 1, filter: CallFilter = 'any'): void {
-    this.fraction = p > 0 ? { p, filter, random: seeded(seed) } : null;
+    this.fraction = p > 0 ? { p, filter, random: seededRandom(seed) } : null;
   }
 
   /**
@@ -94,7 +84,15 @@ export class FakeObjectStore implements ObjectStore {
    * timeout or reset after the store had applied it, so the outcome is unknown to the caller.
    */
   ambiguousPuts(p: number, seed = 1): void {
-    this.ambiguous = p > 0 ? { p, random: seeded(seed) } : null;
+    this.ambiguous = p > 0 ? { p, random: seededRandom(seed) } : null;
+  }
+
+  /**
+   * Each call waits a seeded random number of event-loop turns (0..ticks) before it takes effect,
+   * so concurrent calls complete in any order, as they do against a real store.
+   */
+  reorder(ticks: number, seed = 1): void {
+    this.jitter = ticks > 0 ? { ticks, random: seededRandom(seed) } : null;
   }
 
   /** Every matching call fails until up(): a store that is down. */
@@ -245,7 +243,8 @@ export class FakeObjectStore implements ObjectStore {
   private async enter(kind: CallKind): Promise<void> {
     this.counters.calls[kind]++;
     const n = ++this.callNo;
-    await new Promise<void>((r) => setImmediate(r));
+    const turns = 1 + (this.jitter ? Math.floor(this.jitter.random() * (this.jitter.ticks + 1)) : 0);
+    for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
     if (this.hangFilter !== null && matches(this.hangFilter, kind)) await new Promise<void>((r) => this.hung.push(r));
     let err: IomapdError | null = null;
     if (this.crashed) err = new IomapdError('STORE_UNAVAILABLE', 'fake object store crashed');

@@ -111,6 +111,15 @@ describe('FakeObjectStore', () => {
     expect(s.peek('c')).toBeNull();
   });
 
+  it('completes concurrent calls out of order when reordering', async () => {
+    const s = new FakeObjectStore();
+    s.reorder(6, 3);
+    const order: number[] = [];
+    await Promise.all(Array.from({ length: 10 }, (_, i) => s.putIfAbsent(`k${i}`, b('x')).then(() => order.push(i))));
+    expect(order).toHaveLength(10);
+    expect(order).not.toEqual([...order].sort((x, y) => x - y));
+  });
+
   it('counts calls and bytes', async () => {
     const s = new FakeObjectStore();
     await s.putIfAbsent('a', b('abcd'));
