@@ -75,11 +75,11 @@ export class ObjectDataArea implements DataArea {
     this.check(physical, buf.length);
     this.state.writable();
     this.writer.refuse();
-    await this.backPressure();
     const B = this.state.blockSize;
     let done = 0;
     const parts: Promise<void>[] = [];
     while (done < buf.length) {
+      if (this.overBound()) await this.backPressure();
       const pos = physical + done;
       const block = Math.floor(pos / B);
       const within = pos - block * B;
@@ -113,9 +113,13 @@ export class ObjectDataArea implements DataArea {
     return tracked;
   }
 
+  private overBound(): boolean {
+    return this.segments.unuploadedBytes + this.state.blockSize > this.segments.cache.limit;
+  }
+
   /** Holds writes while the cache's bound is reached by data not yet uploaded. */
   private async backPressure(): Promise<void> {
-    while (this.segments.unuploadedBytes + this.state.blockSize > this.segments.cache.limit) {
+    while (this.overBound()) {
       if (!(await this.segments.waitForUpload())) return;
     }
   }

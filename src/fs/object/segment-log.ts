@@ -25,6 +25,8 @@ interface Sealed {
   data: Buffer | null;
   /** The running upload, or null when none runs. */
   upload: Promise<void> | null;
+  /** The pinned cache copy being written (unpinned only after it exists). */
+  cached: Promise<void>;
 }
 
 export class SegmentLog {
@@ -75,12 +77,15 @@ export class SegmentLog {
     if (!o || o.slots === 0) return;
     this.open = null;
     const data = o.buf.subarray(0, o.slots * this.blockSize);
-    const s: Sealed = { key: segmentKey(this.epoch, o.num), bytes: data.length, data, upload: null };
-    this.sealed.set(s.key, s);
-    void this.cache.put(s.key, data, true).then(
-      () => (s.data = null),
+    const key = segmentKey(this.epoch, o.num);
+    const cached = this.cache.put(key, data, true).then(
+      () => {
+        s.data = null;
+      },
       () => {}, // the cache could not take it: it stays in memory until uploaded
     );
+    const s: Sealed = { key, bytes: data.length, data, upload: null, cached };
+    this.sealed.set(s.key, s);
     this.startUpload(s).catch(() => {}); // a failure is retried by the next commit
   }
 
@@ -101,6 +106,7 @@ export class SegmentLog {
       if (!there || !there.body.equals(data)) throw new IomapdError('CORRUPT', `segment ${s.key} in the bucket differs from the one this writer sealed`);
     }
     this.sealed.delete(s.key);
+    await s.cached;
     await this.cache.unpin(s.key);
   }
 
