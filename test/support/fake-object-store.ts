@@ -268,3 +268,66 @@ export function transient(): IomapdError {
 function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
+
+/**
+ * One process's connection to a shared store: it "crashes" on its own after `puts` of its PUTs
+ * completed (every later call of this client fails; other clients go on), so a test can kill one
+ * host in the middle of an open or a commit while another keeps using the bucket.
+ */
+export class CrashingClient implements ObjectStore {
+  private readonly inner: ObjectStore;
+  private readonly limit: number;
+  private done = 0;
+
+  constructor(inner: ObjectStore, puts: number) {
+    this.inner = inner;
+    this.limit = puts;
+  }
+
+  get description(): string {
+    return this.inner.description;
+  }
+
+  get crashed(): boolean {
+    return this.done >= this.limit;
+  }
+
+  private check(): void {
+    if (this.crashed) throw new IomapdError('STORE_UNAVAILABLE', 'this client crashed');
+  }
+
+  private async put(run: () => Promise<string>): Promise<string> {
+    this.check();
+    const etag = await run();
+    this.done++;
+    return etag;
+  }
+
+  putIfAbsent(key: string, body: Buffer): Promise<string> {
+    return this.put(() => this.inner.putIfAbsent(key, body));
+  }
+
+  putIfMatch(key: string, body: Buffer, etag: string): Promise<string> {
+    return this.put(() => this.inner.putIfMatch(key, body, etag));
+  }
+
+  async get(key: string, range?: { offset: number; length: number }): Promise<ObjectBody | null> {
+    this.check();
+    return this.inner.get(key, range);
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    this.check();
+    return this.inner.head(key);
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    this.check();
+    yield* this.inner.list(prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.check();
+    await this.inner.delete(key);
+  }
+}

@@ -2,7 +2,7 @@
 // images on the fake bucket.
 import type { ImageStore } from '../../../src/fs/image-store.ts';
 import { type ObjectCreateOptions, type ObjectOpenOptions, ObjectImageStore } from '../../../src/fs/object/object-image-store.ts';
-import type { FakeObjectStore } from '../../support/fake-object-store.ts';
+import type { ObjectStore } from '../../../src/storage/object-store.ts';
 import { readBytes as readFile, writeBytes as writeFile } from '../support/mini-engine.ts';
 
 /** The mini engine needs begin/end, readData/writeData, writeInline and blockSize: the object image has them all. */
@@ -19,11 +19,11 @@ export function readBytes(s: ObjectImageStore, vol: string, pos: number, len: nu
 /** Small segments and cache so tests cross segment boundaries and the cache bound. */
 export const SMALL: ObjectOpenOptions = { segmentBlocks: 8, cacheSize: 64 * 4096, checkpointEvery: 4 };
 
-export function createSmall(store: FakeObjectStore, extra: Partial<ObjectCreateOptions> = {}): Promise<ObjectImageStore> {
+export function createSmall(store: ObjectStore, extra: Partial<ObjectCreateOptions> = {}): Promise<ObjectImageStore> {
   return ObjectImageStore.create(store, { dataBytes: 8 << 20, ...SMALL, ...extra });
 }
 
-export function openSmall(store: FakeObjectStore, extra: ObjectOpenOptions = {}): Promise<ObjectImageStore> {
+export function openSmall(store: ObjectStore, extra: ObjectOpenOptions = {}): Promise<ObjectImageStore> {
   return ObjectImageStore.open(store, { ...SMALL, ...extra });
 }
 

@@ -8,7 +8,7 @@ import type { ImageStore } from '../../../src/fs/image-store.ts';
 import { checkObjectImage } from '../../../src/fs/object/object-check.ts';
 import { collectGarbage } from '../../../src/fs/object/object-gc.ts';
 import type { ObjectImageStore } from '../../../src/fs/object/object-image-store.ts';
-import { FakeObjectStore } from '../../support/fake-object-store.ts';
+import { CrashingClient, FakeObjectStore } from '../../support/fake-object-store.ts';
 import { seededRandom } from '../../support/seeded-random.ts';
 import { punch } from '../support/mini-engine.ts';
 import { createSmall, openSmall, pattern, readBytes, writeBytes } from './helpers.ts';
@@ -152,4 +152,46 @@ describe('object image kill campaign', () => {
     }
     expect(crashes).toBeGreaterThan(SEEDS * 20);
   }, 120_000);
+
+  it('survives an opener killed after each of its PUTs while the old writer goes on', async () => {
+    let runs = 0;
+    for (let k = 0; ; k++) {
+      const bucket = new FakeObjectStore({ pageSize: 20 });
+      const a = await createSmall(bucket, { checkpointEvery: 1000 });
+      await a.createVolume('v', BLOCKS * B);
+      const m = newModel();
+      for (let i = 0; i < 6; i++) {
+        const data = pattern(B, 500 + i);
+        await writeBytes(a, 'v', i * B, data);
+        setBlock(m, i, data);
+      }
+      await a.commit();
+      ack(m);
+      // B starts taking over and dies after its k-th PUT (epoch bump, seal, checkpoint, manifest).
+      const client = new CrashingClient(bucket, k);
+      const opened = await openSmall(client).then(
+        (b) => b,
+        (err: unknown) => {
+          expect((err as { code?: string }).code).toBe('STORE_UNAVAILABLE');
+          return null;
+        },
+      );
+      // A goes on: its commits either land (B had not sealed yet) or fail FENCED.
+      const data = pattern(B, 900 + k);
+      await writeBytes(a, 'v', 10 * B, data).catch(() => {});
+      setBlock(m, 10, data);
+      const fenced = await a.commit().then(
+        () => false,
+        (err: unknown) => {
+          expect((err as { code?: string }).code).toBe('FENCED');
+          return true;
+        },
+      );
+      if (!fenced) ack(m);
+      await verify(bucket.durable(), m, `opener killed after PUT ${k}`);
+      runs++;
+      if (opened) break; // B's open finished: every PUT of it was a crash point
+    }
+    expect(runs).toBeGreaterThanOrEqual(4);
+  });
 });
