@@ -7,7 +7,9 @@ import { type Logger, silentLogger } from '../../util/log.ts';
 import type { ObjectStore } from '../../storage/object-store.ts';
 import { PoisonLatch } from '../../storage/poison-latch.ts';
 import type { Storage } from '../../storage/storage.ts';
+import { type CheckReport, verifyMetadata } from '../check.ts';
 import { encodeCheckpoint } from '../checkpoint-codec.ts';
+import type { StoreStats } from '../image-store.ts';
 import { BASE_FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, dataBlocksFor, isPowerOfTwo } from '../format.ts';
 import { type BeginOptions, Mapper } from '../mapper.ts';
 import type { ExtentInfo, Intent, Mapping } from '../mapping.ts';
@@ -208,6 +210,35 @@ export class ObjectImageStore implements StoreParts {
 
   checkpoint(): Promise<void> {
     return this.durability.checkpoint();
+  }
+
+  stats(): StoreStats {
+    const m = this.manifest.manifest;
+    const { meta, alloc } = this.state;
+    return {
+      formatVersion: this.state.formatVersion,
+      uuid: m.uuid,
+      generation: m.checkpoint.generation,
+      blockSize: this.blockSize,
+      dataBlocks: meta.dataBlocks,
+      freeBlocks: meta.freeBlocks,
+      pendingFreeBlocks: alloc.pendingBlocks,
+      reservedBlocks: alloc.reservedBlocks,
+      journalBytes: this.durability.journalBytes,
+      journalUsed: this.durability.journalUsed,
+      volumes: meta.volumes.size,
+      uncommittedOps: this.ops.uncommitted,
+    };
+  }
+
+  /** Verifies the live metadata (tests and debug builds), as ImageStore.verify does. */
+  verify(): CheckReport {
+    const { alloc } = this.state;
+    return verifyMetadata(this.state.meta, [], [...alloc.pendingRuns(), ...alloc.takenRuns()]);
+  }
+
+  resizeVolume(name: string, size: number): Promise<VolumeInfo> {
+    return this.volumes.resize(name, size);
   }
 
   /** Commits, writes a final checkpoint (so the next open replays nothing) and closes. */
