@@ -81,15 +81,16 @@ export async function collectGarbage(image: ObjectImageStore, opts: GcOptions = 
   await durability.commit();
   if (report.blocksMoved + report.entriesDropped > 0 || durability.journalsSinceCheckpoint > 0) await durability.checkpoint();
 
-  // 3. Deletion.
+  // 3. Deletion. What is referenced is taken after the listing: a segment uploaded while we list
+  // is named by some index layer by then (its blocks were staged before it was sealed).
+  const listed: Array<{ key: string }> = [];
+  for await (const o of store.list('')) listed.push(o);
   const manifest = image.manifest.manifest;
   const referenced = new Set<string>();
   for (const loc of index.allLocations()) referenced.add(segmentKey(loc.epoch, loc.num));
   for (const key of segments.unuploadedKeys()) referenced.add(key);
   let seen = firstSeen.get(store);
   if (!seen) firstSeen.set(store, (seen = new Map()));
-  const listed: Array<{ key: string }> = [];
-  for await (const o of store.list('')) listed.push(o);
   // The last journal of each older epoch is its seal (or the chain end a seal will take): kept, so
   // the fenced writer's next journal PUT keeps losing even after everything before it is gone.
   const chainEnd = new Map<number, number>();

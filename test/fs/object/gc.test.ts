@@ -118,3 +118,36 @@ describe('object image GC', () => {
     expect(report.leaked).toContain('seg/00000009/000000000000');
   });
 });
+
+describe('object image GC alongside writers', () => {
+  it('loses nothing when GC runs while writes and flushes go on', async () => {
+    const bucket = new FakeObjectStore({ pageSize: 7 });
+    bucket.reorder(3, 5);
+    const a = await createSmall(bucket, { segmentBlocks: 8, checkpointEvery: 3 });
+    await a.createVolume('v', MiB);
+    const latest = new Map<number, number>();
+    const writer = (async () => {
+      for (let i = 0; i < 120; i++) {
+        const blk = (i * 13) % 96;
+        await writeBytes(a, 'v', blk * 4096, pattern(4096, 7000 + i));
+        latest.set(blk, 7000 + i);
+        if (i % 5 === 4) await a.commit();
+      }
+      await a.commit();
+    })();
+    let gcs = 0;
+    let writing = true;
+    void writer.finally(() => (writing = false));
+    while (writing) {
+      await collectGarbage(a, { graceMs: 0, threshold: 0.9 });
+      gcs++;
+    }
+    await writer;
+    await collectGarbage(a, { graceMs: 0, threshold: 0.9 });
+    expect(gcs).toBeGreaterThan(2);
+    expect((await clean(bucket)).leaked).toEqual([]);
+    a.abandon();
+    const b = await openSmall(bucket.durable());
+    for (const [blk, seed] of latest) expect(sameBytes(await readBytes(b, 'v', blk * 4096, 4096), pattern(4096, seed))).toBe('same');
+  });
+});
