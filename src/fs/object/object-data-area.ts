@@ -48,24 +48,45 @@ export class ObjectDataArea implements DataArea {
     const B = this.state.blockSize;
     let done = 0;
     while (done < buf.length) {
+      // One run: consecutive blocks in consecutive slots of one segment (or all without data).
       const pos = physical + done;
       const block = Math.floor(pos / B);
       const within = pos - block * B;
-      const n = Math.min(B - within, buf.length - done);
-      await this.readBlock(block, within, buf.subarray(done, done + n));
+      const loc = this.index.lookup(block);
+      let n = Math.min(B - within, buf.length - done);
+      for (let next = block + 1; done + n < buf.length; next++) {
+        const l = this.index.lookup(next);
+        const follows = loc === null ? l === null : l !== null && l.epoch === loc.epoch && l.num === loc.num && l.slot === loc.slot + (next - block);
+        if (!follows) break;
+        n += Math.min(B, buf.length - done - n);
+      }
+      const into = buf.subarray(done, done + n);
+      if (loc === null) into.fill(0);
+      else if (!(await this.segments.readAt(loc, within, into))) await this.readSlowly(block, within, into);
+      done += n;
+    }
+  }
+
+  /** Block by block, looking each up again: a compaction may have moved them meanwhile. */
+  private async readSlowly(block: number, within: number, into: Buffer): Promise<void> {
+    const B = this.state.blockSize;
+    let done = 0;
+    for (let b = block; done < into.length; b++) {
+      const from = b === block ? within : 0;
+      const n = Math.min(B - from, into.length - done);
+      await this.readBlock(b, from, into.subarray(done, done + n));
       done += n;
     }
   }
 
   private async readBlock(block: number, within: number, into: Buffer): Promise<void> {
-    // A compaction may move the block and delete its old segment while we read: look again.
     for (let attempt = 0; attempt < 3; attempt++) {
       const loc = this.index.lookup(block);
       if (!loc) {
         into.fill(0);
         return;
       }
-      if (await this.segments.readBlock(loc, within, into)) return;
+      if (await this.segments.readAt(loc, within, into)) return;
       if (this.index.lookup(block) === loc) break;
     }
     throw new IomapdError('CORRUPT', `block ${block}: its segment is missing from the bucket`);

@@ -71,9 +71,11 @@ export async function collectGarbage(image: ObjectImageStore, opts: GcOptions = 
     }
     if (!victims.has(segmentKey(loc.epoch, loc.num))) continue;
     const data = Buffer.alloc(B);
-    await segments.readBlock(loc, 0, data);
-    // Still the same copy (no write of the block meanwhile) and still live: move it.
-    if (index.lookup(block) !== loc || !liveBlocks(state.meta).has(block)) continue;
+    if (!(await segments.readAt(loc, 0, data))) continue; // moved or gone meanwhile: nothing to keep here
+    // Still the same copy (a write meanwhile staged a newer one, which wins) and still in use.
+    // A block becomes MAPPED only with a fresh write (a new index entry) or by sharing a live
+    // one, so the liveness taken above stays right for every block whose entry did not change.
+    if (index.lookup(block) !== loc || state.meta.refCount(block) === 0) continue;
     index.stage(block, segments.append(data));
     report.blocksMoved++;
   }

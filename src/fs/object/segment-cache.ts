@@ -3,7 +3,7 @@
 // commit) or clean (a copy of an uploaded segment, evicted least recently used). Pinned segments
 // are never evicted; the data area holds writes back when pinned bytes reach the bound.
 // Without a directory the bytes are kept in memory (tests, small images).
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 interface Entry {
@@ -93,6 +93,35 @@ export class SegmentCache {
       if (!e.pinned) this.drop(key);
       return null;
     }
+  }
+
+  /** Copies bytes [at, at+into.length) of a cached segment into `into`; false on a miss. */
+  async read(key: string, at: number, into: Buffer): Promise<boolean> {
+    const e = this.entries.get(key);
+    if (!e || at + into.length > e.bytes) {
+      this.misses++;
+      return false;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    this.hits++;
+    if (e.data) {
+      e.data.copy(into, 0, at, at + into.length);
+      return true;
+    }
+    try {
+      const fh = await open(this.file(key), 'r');
+      try {
+        const { bytesRead } = await fh.read(into, 0, into.length, at);
+        if (bytesRead === into.length) return true;
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      // Evicted under us or damaged: a miss below.
+    }
+    if (!e.pinned) this.drop(key);
+    return false;
   }
 
   async delete(key: string): Promise<void> {

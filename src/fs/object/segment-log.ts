@@ -140,31 +140,34 @@ export class SegmentLog {
     return keys;
   }
 
-  /** Copies block `loc` bytes [from, from+into.length) into `into`; false if the segment is gone. */
-  async readBlock(loc: SegmentLoc, from: number, into: Buffer): Promise<boolean> {
+  /**
+   * Copies bytes from slot `loc.slot` of its segment, `from` bytes in, into `into` (which may run
+   * on over the following slots); false if the segment is gone or shorter.
+   */
+  async readAt(loc: SegmentLoc, from: number, into: Buffer): Promise<boolean> {
     const at = loc.slot * this.blockSize + from;
     if (this.open && loc.epoch === this.epoch && loc.num === this.open.num) {
+      if (at + into.length > this.open.slots * this.blockSize) return false;
       this.open.buf.copy(into, 0, at, at + into.length);
       return true;
     }
-    const bytes = await this.segmentBytes(segmentKey(loc.epoch, loc.num));
-    if (!bytes || at + into.length > bytes.length) return false;
-    bytes.copy(into, 0, at, at + into.length);
-    return true;
-  }
-
-  /** A whole segment: memory, cache, or one GET of the bucket (then cached). Null when absent. */
-  private async segmentBytes(key: string): Promise<Buffer | null> {
+    const key = segmentKey(loc.epoch, loc.num);
     const s = this.sealed.get(key);
-    if (s?.data) return s.data;
-    const cached = await this.cache.get(key);
-    if (cached) return cached;
+    if (s?.data) {
+      if (at + into.length > s.data.length) return false;
+      s.data.copy(into, 0, at, at + into.length);
+      return true;
+    }
+    if (await this.cache.read(key, at, into)) return true;
     let p = this.fetching.get(key);
     if (!p) {
       p = this.fetch(key).finally(() => this.fetching.delete(key));
       this.fetching.set(key, p);
     }
-    return p;
+    const bytes = await p;
+    if (!bytes || at + into.length > bytes.length) return false;
+    bytes.copy(into, 0, at, at + into.length);
+    return true;
   }
 
   private async fetch(key: string): Promise<Buffer | null> {
