@@ -2,6 +2,7 @@
 // (object-recovery.ts) and wires the backend pieces of this directory to the backend-independent
 // mapper, volumes and op log, exactly as image-store.ts does for a file. The engine gets the parts
 // (StoreParts); the methods below are for the CLI, check, GC and tests.
+import { join } from 'node:path';
 import { IomapdError, fail } from '../../util/errors.ts';
 import { type Logger, silentLogger } from '../../util/log.ts';
 import type { ObjectStore } from '../../storage/object-store.ts';
@@ -118,7 +119,12 @@ export class ObjectImageStore implements StoreParts {
     if ((await store.head('manifest')) !== null) fail('ALREADY_EXISTS', `${store.description} already holds an iomapd object image`);
     const meta = Metadata.empty(B, dataBlocks);
     const blob = encodeCheckpoint(meta, 1, [{ start: 0, len: dataBlocks }]);
-    await putOnce(store, m.checkpoint.key, encodeCheckpointObject({ epoch: 1, generation: 1, meta: blob, index: [] }));
+    try {
+      await putOnce(store, m.checkpoint.key, encodeCheckpointObject({ epoch: 1, generation: 1, meta: blob, index: [] }));
+    } catch (err) {
+      if (!(err instanceof IomapdError && err.code === 'CORRUPT')) throw err;
+      fail('ALREADY_EXISTS', `${store.description} holds a half-created image (${m.checkpoint.key} without a manifest): delete the prefix and create again`);
+    }
     await createManifest(store, m);
     return ObjectImageStore.open(store, opts);
   }
@@ -131,7 +137,8 @@ export class ObjectImageStore implements StoreParts {
     const cacheSize = opts.cacheSize ?? 64 * segmentBytes;
     if (cacheSize < 2 * segmentBytes) fail('BAD_ARGUMENT', `the cache must hold at least two segments (${2 * segmentBytes} bytes)`);
     const r = await recoverObjectImage(store, manifest, etag, !readOnly);
-    const cache = await SegmentCache.open(opts.cacheDir ?? null, cacheSize);
+    // One subdirectory per image: a cache directory may serve several images.
+    const cache = await SegmentCache.open(opts.cacheDir ? join(opts.cacheDir, manifest.uuid) : null, cacheSize);
     const image = new ObjectImageStore(store, r, cache, readOnly, opts);
     // The takeover checkpoint: replay of this epoch starts from it, at journal (epoch, 0).
     if (!readOnly) await image.durability.checkpoint();

@@ -24,9 +24,13 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
+/** Bytes of the files under `dir` (the image's cache is a subdirectory named by its uuid). */
 async function dirBytes(dir: string): Promise<number> {
   let n = 0;
-  for (const f of await readdir(dir)) n += (await stat(join(dir, f))).size;
+  for (const f of await readdir(dir, { recursive: true })) {
+    const st = await stat(join(dir, f));
+    if (st.isFile()) n += st.size;
+  }
   return n;
 }
 
@@ -81,6 +85,22 @@ describe('object image cache', () => {
     a.abandon();
     const b = await openSmall(bucket.durable());
     expect(sameBytes(await readBytes(b, 'v', 0, 8 * SEG), pattern(8 * SEG, 4))).toBe('same');
+  });
+
+  it('gives each image its own subdirectory of a shared cache directory', async () => {
+    const dir = await tempDir();
+    const one = await createSmall(new FakeObjectStore(), { cacheDir: dir });
+    const two = await createSmall(new FakeObjectStore(), { cacheDir: dir });
+    for (const image of [one, two]) {
+      await image.createVolume('v', MiB);
+      await writeBytes(image, 'v', 0, pattern(2 * SEG, 5));
+      await image.commit();
+    }
+    // Opening a third image in the same directory clears only its own subdirectory.
+    const three = await createSmall(new FakeObjectStore(), { cacheDir: dir });
+    expect((await readdir(dir)).sort()).toEqual([one, two, three].map((i) => i.stats().uuid).sort());
+    expect(await readdir(join(dir, one.stats().uuid))).not.toEqual([]);
+    expect(await readdir(join(dir, two.stats().uuid))).not.toEqual([]);
   });
 
   it('never evicts a pinned segment, and evicts clean ones least recently used first', async () => {

@@ -103,5 +103,8 @@ describe('object image', () => {
     await createSmall(bucket);
     await expect(createSmall(bucket)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
     await expect(openSmall(new FakeObjectStore())).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    const half = new FakeObjectStore();
+    half.poke('ckpt/00000001/000000000001', Buffer.from('left by a create that died'));
+    await expect(createSmall(half)).rejects.toMatchObject({ code: 'ALREADY_EXISTS', message: expect.stringContaining('half-created') });
   });
 });
