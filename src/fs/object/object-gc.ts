@@ -2,7 +2,8 @@
 // the writer:
 // 1. liveness: the blocks volumes map (liveness.ts), and how many of each segment's slots they use;
 // 2. compaction: the live blocks of segments below the threshold are appended again to the open
-//    segment (the index moves; extent maps, snapshots and clones are untouched), and index entries
+//    segment (the index moves; extent maps, snapshots and clones are untouched), so are those of
+//    small segments once there are many of them, and index entries
 //    of dead blocks are dropped, each only if the index still points where GC read it (a newer
 //    write wins); a commit makes the moves durable, a checkpoint moves the manifest past the
 //    journals that hold the old entries;
@@ -32,6 +33,10 @@ export interface GcReport {
   waiting: number;
 }
 
+/** A segment under 1/SMALL_FRACTION of the full size is small; MERGE_AT small ones are merged. */
+const SMALL_FRACTION = 4;
+const MERGE_AT = 8;
+
 /** First sight of each orphan, per store (grace periods survive between GC runs of one process). */
 const firstSeen = new WeakMap<ObjectStore, Map<string, number>>();
 
@@ -56,10 +61,17 @@ export async function collectGarbage(image: ObjectImageStore, opts: GcOptions = 
     liveSlots.set(key, (liveSlots.get(key) ?? 0) + 1);
   }
   const victims = new Set<string>();
+  const small: string[] = [];
+  const local = segments.unuploadedKeys();
   for (const [key, size] of sizes) {
     const slots = size / B;
-    if (slots > 0 && (liveSlots.get(key) ?? 0) / slots < threshold && !segments.unuploadedKeys().has(key)) victims.add(key);
+    if (slots === 0 || local.has(key)) continue;
+    if ((liveSlots.get(key) ?? 0) / slots < threshold) victims.add(key);
+    else if (slots * SMALL_FRACTION < segments.segmentBlocks) small.push(key);
   }
+  // Many small segments (a FLUSH seals whatever the open segment holds) are merged into few: each
+  // object costs a GET on a cold read and a line in every listing.
+  if (small.length >= MERGE_AT) for (const key of small) victims.add(key);
 
   // 2. Compaction: re-append live blocks of victims, drop entries of dead blocks.
   for (const [block, loc] of [...index.committed]) {

@@ -34,7 +34,7 @@ export class SegmentLog {
   readonly cache: SegmentCache;
   readonly epoch: number;
   private readonly blockSize: number;
-  private readonly segmentBlocks: number;
+  readonly segmentBlocks: number;
   private open: OpenSegment | null = null;
   private nextNum: number;
   /** Sealed and not yet known uploaded, by key. */

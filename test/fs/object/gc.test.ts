@@ -151,3 +151,26 @@ describe('object image GC alongside writers', () => {
     for (const [blk, seed] of latest) expect(sameBytes(await readBytes(b, 'v', blk * 4096, 4096), pattern(4096, seed))).toBe('same');
   });
 });
+
+describe('object image GC of small segments', () => {
+  it('merges the many small segments that frequent flushes leave', async () => {
+    const bucket = new FakeObjectStore({ pageSize: 50 });
+    const a = await createSmall(bucket, { segmentBlocks: 64, cacheSize: 2 * MiB });
+    await a.createVolume('v', MiB);
+    for (let i = 0; i < 40; i++) {
+      await writeBytes(a, 'v', i * 4096, pattern(4096, 300 + i));
+      await a.commit(); // one 4 KiB segment each
+    }
+    const segs = () => bucket.keys().filter((k) => k.startsWith('seg/')).length;
+    expect(segs()).toBe(40);
+    const gc = await collectGarbage(a, { graceMs: 0 });
+    expect(gc.blocksMoved).toBe(40);
+    expect(segs()).toBe(1);
+    // A second pass has nothing left to merge.
+    expect((await collectGarbage(a, { graceMs: 0 })).blocksMoved).toBe(0);
+    expect((await clean(bucket)).leaked).toEqual([]);
+    a.abandon();
+    const b = await openSmall(bucket.durable());
+    for (let i = 0; i < 40; i++) expect(sameBytes(await readBytes(b, 'v', i * 4096, 4096), pattern(4096, 300 + i))).toBe('same');
+  });
+});
