@@ -1,12 +1,14 @@
 // The object-store image through the real engine and NBD server, driven by real clients (qemu-io,
 // nbdinfo): what a FLUSH or a FUA write acknowledged is in the bucket, and a new host with an empty
 // cache serves it; a fenced writer's clients get EIO.
+import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine.ts';
 import { ObjectImageStore } from '../../../src/fs/object/object-image-store.ts';
 import { FakeObjectStore } from '../../support/fake-object-store.ts';
 import { type TestServer, startServer } from '../../support/server-fixture.ts';
-import { describeRun, requireTool, run } from '../../interop/harness.ts';
+import { expectFioVerified, fioVerifyArgs } from '../../interop/fio-verify.ts';
+import { describeRun, requireTool, run, withTempDir } from '../../interop/harness.ts';
 import { SMALL, openSmall } from './helpers.ts';
 
 const MiB = 1 << 20;
@@ -98,4 +100,38 @@ describe('object image served over NBD', () => {
       await sc.server.stop();
     }
   }, 60_000);
+
+  it('passes fio verify over two connections, and a new host verifies the same data', async (ctx) => {
+    requireTool(ctx, 'fio');
+    const perJob = 8 * MiB;
+    const bucket = new FakeObjectStore({ pageSize: 100 });
+    bucket.reorder(2, 9); // uploads complete in any order
+    const a = await ObjectImageStore.create(bucket, { dataBytes: 64 * MiB, segmentBlocks: 256, cacheSize: 8 * MiB, checkpointEvery: 16 });
+    await a.createVolume('v', 2 * perJob);
+    await withTempDir(async (dir) => {
+      const sa = await serve(a);
+      try {
+        const out = `${dir}/a.json`;
+        const r = await run('fio', fioVerifyArgs('objimg', sa.uri, perJob, out));
+        await expectFioVerified(out, perJob, describeRun(r));
+        await a.commit(); // the last writes after fio's last FLUSH
+      } finally {
+        await sa.server.stop();
+      }
+      a.abandon();
+      const b = await openSmall(bucket.durable(), { segmentBlocks: 256, cacheSize: 8 * MiB });
+      const sb = await serve(b);
+      try {
+        const out = `${dir}/b.json`;
+        const r = await run('fio', [...fioVerifyArgs('objimg', sb.uri, perJob, out), '--verify_only']);
+        const report = JSON.parse(await readFile(out, 'utf8')) as { jobs: Array<{ error: number; read: { io_bytes: number } }> };
+        for (const job of report.jobs) {
+          expect(job.error, describeRun(r)).toBe(0);
+          expect(job.read.io_bytes, describeRun(r)).toBe(perJob);
+        }
+      } finally {
+        await sb.server.stop();
+      }
+    });
+  }, 120_000);
 });
