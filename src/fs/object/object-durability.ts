@@ -106,8 +106,8 @@ export class ObjectDurability implements Durability {
     await this.exclusive(() => this.writeCheckpoint());
   }
 
-  /** Runs `job` as the one commit or checkpoint in progress (GC runs its steps through here too). */
-  async exclusive(job: () => Promise<void>): Promise<void> {
+  /** Runs `job` as the one commit or checkpoint in progress. */
+  private async exclusive(job: () => Promise<void>): Promise<void> {
     while (this.committing) await this.committing.catch(() => {});
     this.committing = job().finally(() => {
       this.committing = null;
@@ -139,7 +139,7 @@ export class ObjectDurability implements Durability {
   }
 
   /** Called with the commit lock held: a checkpoint covering every op applied and write completed. */
-  async writeCheckpoint(): Promise<void> {
+  private async writeCheckpoint(): Promise<void> {
     await this.finishPending();
     const { ops, index, data, segments, checkpoints } = this.p;
     const upto = ops.appliedIndex;

@@ -40,7 +40,19 @@ const MERGE_AT = 8;
 /** First sight of each orphan, per store (grace periods survive between GC runs of one process). */
 const firstSeen = new WeakMap<ObjectStore, Map<string, number>>();
 
-export async function collectGarbage(image: ObjectImageStore, opts: GcOptions = {}): Promise<GcReport> {
+/** The pass running on each image: a second caller shares it instead of racing it. */
+const running = new WeakMap<ObjectImageStore, Promise<GcReport>>();
+
+export function collectGarbage(image: ObjectImageStore, opts: GcOptions = {}): Promise<GcReport> {
+  let pass = running.get(image);
+  if (!pass) {
+    pass = gcPass(image, opts).finally(() => running.delete(image));
+    running.set(image, pass);
+  }
+  return pass;
+}
+
+async function gcPass(image: ObjectImageStore, opts: GcOptions): Promise<GcReport> {
   const threshold = opts.threshold ?? 0.8;
   const now = opts.now ?? Date.now;
   const graceMs = opts.graceMs ?? 10 * 60_000;

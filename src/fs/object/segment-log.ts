@@ -36,21 +36,20 @@ export class SegmentLog {
   private readonly blockSize: number;
   readonly segmentBlocks: number;
   private open: OpenSegment | null = null;
-  private nextNum: number;
+  /** Segment numbers start at 0 in every epoch: the epoch in the key keeps them unique. */
+  private nextNum = 0;
   /** Sealed and not yet known uploaded, by key. */
   private readonly sealed = new Map<string, Sealed>();
   private readonly fetching = new Map<string, Promise<Buffer | null>>();
-  /** Store calls made for segments (counters for tests and stats). */
-  uploads = 0;
+  /** Whole-segment GETs made for reads (tests and stats). */
   fetches = 0;
 
-  constructor(store: ObjectStore, cache: SegmentCache, epoch: number, blockSize: number, segmentBlocks: number, firstNum = 0) {
+  constructor(store: ObjectStore, cache: SegmentCache, epoch: number, blockSize: number, segmentBlocks: number) {
     this.store = store;
     this.cache = cache;
     this.epoch = epoch;
     this.blockSize = blockSize;
     this.segmentBlocks = segmentBlocks;
-    this.nextNum = firstNum;
   }
 
   /** Bytes written here and not yet uploaded (the open segment and the sealed ones). */
@@ -97,7 +96,6 @@ export class SegmentLog {
   private async upload(s: Sealed): Promise<void> {
     const data = s.data ?? (await this.cache.get(s.key));
     if (!data) fail('IO', `segment ${s.key} is lost from the local cache before its upload`);
-    this.uploads++;
     try {
       await this.store.putIfAbsent(s.key, data);
     } catch (err) {
