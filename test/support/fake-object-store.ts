@@ -58,6 +58,7 @@ export class FakeObjectStore implements ObjectStore {
   private ambiguous: { p: number; random: () => number } | null = null;
   private jitter: { ticks: number; random: () => number } | null = null;
   private crashAfterPuts: number | null = null;
+  private readonly ignoring = new Set<'If-None-Match' | 'If-Match'>();
   private putsDone = 0;
   crashed = false;
 
@@ -93,6 +94,11 @@ export class FakeObjectStore implements ObjectStore {
    */
   reorder(ticks: number, seed = 1): void {
     this.jitter = ticks > 0 ? { ticks, random: seededRandom(seed) } : null;
+  }
+
+  /** Accepts the precondition header and ignores it, as s3rver does (for the start-up probe's tests). */
+  ignorePrecondition(header: 'If-None-Match' | 'If-Match'): void {
+    this.ignoring.add(header);
   }
 
   /** Every matching call fails until up(): a store that is down. */
@@ -162,14 +168,14 @@ export class FakeObjectStore implements ObjectStore {
 
   async putIfAbsent(key: string, body: Buffer): Promise<string> {
     await this.enter('putIfAbsent');
-    if (this.objects.has(key)) throw new ObjectConflict(key);
+    if (this.objects.has(key) && !this.ignoring.has('If-None-Match')) throw new ObjectConflict(key);
     return this.landed(this.store(key, body));
   }
 
   async putIfMatch(key: string, body: Buffer, etag: string): Promise<string> {
     await this.enter('putIfMatch');
     const cur = this.objects.get(key);
-    if (!cur || cur.etag !== etag) throw new ObjectConflict(key);
+    if ((!cur || cur.etag !== etag) && !this.ignoring.has('If-Match')) throw new ObjectConflict(key);
     return this.landed(this.store(key, body));
   }
 

@@ -9,9 +9,11 @@
 //    journals that hold the old entries;
 // 3. deletion of what nothing reachable names: segments no index layer points into and this writer
 //    is not uploading, journals before the manifest's start, checkpoints before the manifest's,
-//    and segments of older epochs (orphans of a crashed or fenced writer) once seen for `graceMs`.
+//    segments of older epochs (orphans of a crashed or fenced writer) and probe keys of openers
+//    that died mid-probe, once seen for `graceMs`.
 //    The last journal of each older epoch stays: it is the seal that keeps its writer fenced.
 import { type ObjectStore } from '../../storage/object-store.ts';
+import { PROBE_PREFIX } from './conditional-probe.ts';
 import { MANIFEST_KEY, parseKey, segmentKey } from './keys.ts';
 import { liveBlocks } from './liveness.ts';
 import type { ObjectImageStore } from './object-image-store.ts';
@@ -124,11 +126,23 @@ async function gcPass(image: ObjectImageStore, opts: GcOptions): Promise<GcRepor
     const k = parseKey(o.key);
     if (k?.kind === 'journal') chainEnd.set(k.epoch, Math.max(chainEnd.get(k.epoch) ?? 0, k.num));
   }
+  const graceOver = (key: string): boolean => {
+    const first = seen.get(key) ?? now();
+    seen.set(key, first);
+    if (now() - first >= graceMs) return true;
+    report.waiting++;
+    return false;
+  };
   const doomed: string[] = [];
   for (const o of listed) {
     if (o.key === MANIFEST_KEY || o.key === manifest.checkpoint.key) continue;
     const k = parseKey(o.key);
-    if (!k) continue; // not ours: left alone (check lists it)
+    if (!k) {
+      // A probe key left by an opener that died mid-probe; another opener may be probing right
+      // now, so only after the grace period. Anything else is not ours: left alone.
+      if (o.key.startsWith(PROBE_PREFIX) && graceOver(o.key)) doomed.push(o.key);
+      continue;
+    }
     let dead: boolean;
     if (k.kind === 'seg') dead = !referenced.has(o.key);
     else if (k.kind === 'journal') {
@@ -136,15 +150,8 @@ async function gcPass(image: ObjectImageStore, opts: GcOptions): Promise<GcRepor
     }
     else dead = k.epoch < manifest.epoch || k.num < manifest.checkpoint.generation;
     if (!dead) continue;
-    if (k.epoch < manifest.epoch && k.kind === 'seg') {
-      // An older writer may still be finishing this PUT (it can never become reachable): wait.
-      const first = seen.get(o.key) ?? now();
-      seen.set(o.key, first);
-      if (now() - first < graceMs) {
-        report.waiting++;
-        continue;
-      }
-    }
+    // An older writer may still be finishing this PUT (it can never become reachable): wait.
+    if (k.epoch < manifest.epoch && k.kind === 'seg' && !graceOver(o.key)) continue;
     doomed.push(o.key);
   }
   for (const key of doomed) {

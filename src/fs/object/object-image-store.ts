@@ -20,6 +20,7 @@ import type { StoreParts } from '../store-parts.ts';
 import { StoreState } from '../store-state.ts';
 import { type CreateVolumeOptions, type VolumeInfo, Volumes } from '../volumes.ts';
 import { BlockIndex } from './block-index.ts';
+import { probeConditionalWrites } from './conditional-probe.ts';
 import { ManifestSuperblocks, createManifest, firstManifest, readManifest } from './manifest-io.ts';
 import { ObjectCheckpoints, putOnce } from './object-checkpoints.ts';
 import { encodeCheckpointObject } from './object-codec.ts';
@@ -132,6 +133,7 @@ export class ObjectImageStore implements StoreParts {
   /** Opens the image: read-write takes the writer role (fencing any earlier writer). */
   static async open(store: ObjectStore, opts: ObjectOpenOptions = {}): Promise<ObjectImageStore> {
     const readOnly = opts.readOnly ?? false;
+    if (!readOnly) await probeConditionalWrites(store);
     const { manifest, etag } = readOnly ? await readManifest(store) : await takeWriterRole(store);
     const segmentBytes = (opts.segmentBlocks ?? 1024) * manifest.blockSize;
     const cacheSize = opts.cacheSize ?? 64 * segmentBytes;
