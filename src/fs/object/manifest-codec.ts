@@ -62,6 +62,7 @@ export function decodeManifest(buf: Buffer): Manifest {
   const ck = j.checkpoint as Record<string, unknown> | undefined;
   const jr = j.journal as Record<string, unknown> | undefined;
   if (!ck || typeof ck.key !== 'string' || !jr || typeof j.uuid !== 'string') bad('fields missing');
+  if (!/^[0-9a-f]{32}$/.test(j.uuid as string)) bad('uuid is not 32 hex digits');
   const m: Manifest = {
     uuid: j.uuid as string,
     blockSize: uint(j.blockSize, 'blockSize'),
