@@ -15,7 +15,9 @@ const MAX_PREFIX_BYTES = 512;
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
 export function parseS3Url(url: string): S3ImageUrl {
-  const bad = (why: string): never => fail('BAD_ARGUMENT', `bad object-store image name '${url}': ${why} (expected s3://BUCKET/PREFIX)`);
+  // Whatever someone put before an '@' may be a key or secret: never echo it.
+  const shown = url.replace(/^([a-z0-9]+:\/\/)[^/]*@/i, '$1***@');
+  const bad = (why: string): never => fail('BAD_ARGUMENT', `bad object-store image name '${shown}': ${why} (expected s3://BUCKET/PREFIX)`);
   if (!url.startsWith('s3://')) bad('it does not start with s3://');
   const rest = url.slice('s3://'.length);
   if (/[?#]/.test(rest)) bad('query strings and fragments are not accepted');
