@@ -222,3 +222,17 @@ describe('the conditional-write probe', () => {
     expect(err.code).toBe('STORE_UNSUPPORTED');
   });
 });
+
+describe('configuration from the environment', () => {
+  it('retry settings come from IOMAPD_S3_* and are checked', async () => {
+    transport = new ScriptedTransport(Array.from({ length: 2 }, () => get(s3Error('SlowDown', 503))));
+    const env = { ...ENV, IOMAPD_S3_MAX_ATTEMPTS: '2', IOMAPD_S3_RETRY_BUDGET_MS: '5000', IOMAPD_S3_ATTEMPT_TIMEOUT_MS: '100' };
+    const store = S3ObjectStore.create('s3://bucket/images/disk', { env, transport });
+    expect((await rejection(store.get('k'))).message).toContain('2 attempt(s)');
+    for (const bad of [{ IOMAPD_S3_MAX_ATTEMPTS: '0' }, { IOMAPD_S3_RETRY_BUDGET_MS: '1e3' }, { IOMAPD_S3_ATTEMPT_TIMEOUT_MS: '-5' }, { IOMAPD_S3_PATH_STYLE: 'yes' }]) {
+      const err = await rejection((async () => S3ObjectStore.create('s3://bucket/images/disk', { env: { ...ENV, ...bad }, transport }))());
+      expect(err.code).toBe('BAD_ARGUMENT');
+      expect(err.message).toContain(Object.keys(bad)[0]);
+    }
+  });
+});

@@ -11,6 +11,24 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { fail } from '../../util/errors.ts';
 import type { RetryPolicy } from './retry-policy.ts';
 
+const RETRY_ENV = {
+  IOMAPD_S3_MAX_ATTEMPTS: 'maxAttempts',
+  IOMAPD_S3_RETRY_BUDGET_MS: 'budgetMs',
+  IOMAPD_S3_ATTEMPT_TIMEOUT_MS: 'attemptTimeoutMs',
+} as const;
+
+/** Retry settings from IOMAPD_S3_MAX_ATTEMPTS, IOMAPD_S3_RETRY_BUDGET_MS, IOMAPD_S3_ATTEMPT_TIMEOUT_MS. */
+export function retryPolicyFromEnv(env: NodeJS.ProcessEnv): Partial<RetryPolicy> {
+  const out: Partial<Record<(typeof RETRY_ENV)[keyof typeof RETRY_ENV], number>> = {};
+  for (const [name, field] of Object.entries(RETRY_ENV) as [keyof typeof RETRY_ENV, (typeof RETRY_ENV)[keyof typeof RETRY_ENV]][]) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    if (!/^[1-9]\d{0,8}$/.test(v)) fail('BAD_ARGUMENT', `${name} must be a positive integer, not '${v}'`);
+    out[field] = Number(v);
+  }
+  return out;
+}
+
 /** The endpoint as it may be printed: scheme, host, port and path, never userinfo or a query. */
 export function describeEndpoint(env: NodeJS.ProcessEnv): string {
   const raw = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
@@ -43,7 +61,7 @@ export function pathStyleFrom(env: NodeJS.ProcessEnv): boolean {
  * passed explicitly, so a caller's `env` is the whole story; what it lacks the SDK looks up in its
  * other sources (shared config files, profiles, instance metadata).
  */
-export function createS3Client(env: NodeJS.ProcessEnv, policy: RetryPolicy): S3Client {
+export function createS3Client(env: NodeJS.ProcessEnv, policy: RetryPolicy, pathStyle: boolean): S3Client {
   const region = env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   const accessKeyId = env.AWS_ACCESS_KEY_ID;
@@ -55,7 +73,7 @@ export function createS3Client(env: NodeJS.ProcessEnv, policy: RetryPolicy): S3C
     ...(accessKeyId && secretAccessKey
       ? { credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) } }
       : {}),
-    forcePathStyle: pathStyleFrom(env),
+    forcePathStyle: pathStyle,
     maxAttempts: 1,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',

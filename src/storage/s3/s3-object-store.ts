@@ -32,7 +32,7 @@ import {
   type RetryClock,
   type RetryPolicy,
 } from './retry-policy.ts';
-import { createS3Client, describeEndpoint } from './s3-client-config.ts';
+import { createS3Client, describeEndpoint, pathStyleFrom, retryPolicyFromEnv } from './s3-client-config.ts';
 import { classifyS3Error, summarizeS3Error } from './s3-errors.ts';
 import { formatS3Url, parseS3Url, type S3ImageUrl } from './s3-url.ts';
 
@@ -45,8 +45,9 @@ export interface S3Transport {
 }
 
 export interface S3StoreOptions {
-  /** Where endpoint, region, keys and IOMAPD_S3_PATH_STYLE come from (default process.env). */
+  /** Where endpoint, region, keys and the IOMAPD_S3_* settings come from (default process.env). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Over the defaults and the environment's IOMAPD_S3_MAX_ATTEMPTS and friends. */
   readonly retry?: Partial<RetryPolicy>;
   readonly clock?: RetryClock;
   /** Keys per ListObjectsV2 page (default and maximum 1000). */
@@ -68,13 +69,12 @@ export class S3ObjectStore implements ObjectStore {
   private readonly clock: RetryClock;
   private readonly pageSize: number;
 
-  private constructor(url: S3ImageUrl, endpoint: string, transport: S3Transport, options: S3StoreOptions) {
+  private constructor(url: S3ImageUrl, endpoint: string, transport: S3Transport, policy: RetryPolicy, options: S3StoreOptions) {
     this.url = url;
     this.endpoint = endpoint;
     this.description = `${formatS3Url(url)} at ${endpoint}`;
     this.transport = transport;
-    this.policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
-    checkRetryPolicy(this.policy);
+    this.policy = policy;
     this.clock = options.clock ?? realClock;
     this.pageSize = options.listPageSize ?? 1000;
     if (!Number.isInteger(this.pageSize) || this.pageSize < 1 || this.pageSize > 1000) {
@@ -86,9 +86,16 @@ export class S3ObjectStore implements ObjectStore {
   static create(name: string, options: S3StoreOptions = {}): S3ObjectStore {
     const env = options.env ?? process.env;
     const url = parseS3Url(name);
-    const policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
-    const transport = options.transport ?? (createS3Client(env, policy) as S3Transport);
-    return new S3ObjectStore(url, describeEndpoint(env), transport, options);
+    const policy = { ...DEFAULT_RETRY_POLICY, ...retryPolicyFromEnv(env), ...options.retry };
+    try {
+      checkRetryPolicy(policy);
+    } catch (err) {
+      fail('BAD_ARGUMENT', (err as Error).message);
+    }
+    const endpoint = describeEndpoint(env);
+    const pathStyle = pathStyleFrom(env);
+    const transport = options.transport ?? (createS3Client(env, policy, pathStyle) as S3Transport);
+    return new S3ObjectStore(url, endpoint, transport, policy, options);
   }
 
   /**
