@@ -236,3 +236,22 @@ describe('configuration from the environment', () => {
     }
   });
 });
+
+describe('budgets', () => {
+  it('connect gives up within 15 s even under a longer service budget (fake clock)', async () => {
+    let t = 0;
+    const clock = { now: () => t, sleep: async (ms: number) => void (t += ms), random: () => 0.999 };
+    // Delays 99, 199, 399, 799, 1598, 3196, 4995 (11285 ms in all); the next 4995 would pass 15 s.
+    transport = new ScriptedTransport(Array.from({ length: 8 }, () => ({ command: 'ListObjectsV2Command', reply: netError('ECONNREFUSED', 'connect') })));
+    const retry = { maxAttempts: 20, baseDelayMs: 100, maxDelayMs: 5_000, budgetMs: 120_000, attemptTimeoutMs: 1_000 };
+    const err = await rejection(S3ObjectStore.connect('s3://bucket/images/disk', { env: ENV, retry, transport, clock }));
+    expect(err.code).toBe('STORE_CONFIG');
+    expect(err.message).toContain('8 attempt(s) in 11285 ms');
+  });
+
+  it('a 404 where no absent key is possible (a listing) is IO, not a silent empty answer', async () => {
+    const store = storeWith([{ command: 'ListObjectsV2Command', reply: s3Error('NotFound', 404) }]);
+    const err = await rejection((async () => { for await (const _ of store.list('')); })());
+    expect(err.code).toBe('IO');
+  });
+});

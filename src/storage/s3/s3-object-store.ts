@@ -59,6 +59,8 @@ export interface S3StoreOptions {
 }
 
 const MAX_KEY_BYTES = 1024;
+/** The retry budget of connect(), at most: it answers whether the configuration works. */
+const CONNECT_BUDGET_MS = 15_000;
 
 export class S3ObjectStore implements ObjectStore {
   readonly description: string;
@@ -263,7 +265,9 @@ export class S3ObjectStore implements ObjectStore {
   /** Runs one operation under the retry policy and turns what fails into the store's errors. */
   private async call<T>(op: string, key: string, phase: 'connect' | 'service', attempt: (signal: AbortSignal) => Promise<T>): Promise<T> {
     try {
-      return await withRetries(attempt, (err) => classifyS3Error(err) === 'transient', this.policy, this.clock);
+      // Connecting checks configuration: a typo in the endpoint should not take the whole budget.
+      const policy = phase === 'connect' ? { ...this.policy, budgetMs: Math.min(this.policy.budgetMs, CONNECT_BUDGET_MS) } : this.policy;
+      return await withRetries(attempt, (err) => classifyS3Error(err) === 'transient', policy, this.clock);
     } catch (err) {
       throw this.translate(err, op, key, phase);
     }
@@ -283,7 +287,10 @@ export class S3ObjectStore implements ObjectStore {
       case 'conflict':
         return new ObjectConflict(key);
       case 'absent':
-        return new Absent();
+        // Only get, head, delete and conditional puts expect an absent key and catch this.
+        return op === 'get' || op === 'head' || op === 'delete' || op === 'put'
+          ? new Absent()
+          : new IomapdError('IO', `${what} failed: ${summary}`);
       case 'config':
         return new IomapdError('STORE_CONFIG', configMessage(err, summary, this.endpoint, this.url.bucket));
       case 'unsupported':
