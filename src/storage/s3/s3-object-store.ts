@@ -79,9 +79,6 @@ export class S3ObjectStore implements ObjectStore {
     this.policy = policy;
     this.clock = options.clock ?? realClock;
     this.pageSize = options.listPageSize ?? 1000;
-    if (!Number.isInteger(this.pageSize) || this.pageSize < 1 || this.pageSize > 1000) {
-      fail('BAD_ARGUMENT', `list page size ${this.pageSize} is not in 1..1000`);
-    }
   }
 
   /** The store for `name` (s3://BUCKET/PREFIX), without contacting it. */
@@ -94,6 +91,11 @@ export class S3ObjectStore implements ObjectStore {
     } catch (err) {
       fail('BAD_ARGUMENT', (err as Error).message);
     }
+    const pageSize = options.listPageSize ?? 1000;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) {
+      fail('BAD_ARGUMENT', `list page size ${pageSize} is not in 1..1000`);
+    }
+    // Everything is checked before the client exists, so a refusal leaves nothing to close.
     const endpoint = describeEndpoint(env);
     const pathStyle = pathStyleFrom(env);
     const transport = options.transport ?? (createS3Client(env, policy, pathStyle) as S3Transport);
