@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { REPO_ROOT } from './daemon.ts';
 
 export const LOCAL_CEPH = join(REPO_ROOT, 'scripts', 'ceph', 'local-ceph');
-// A first start installs packages and creates the cluster (~25 s here); allow for a slow mirror.
+// A first start may install the packages (16 s here) and creates the cluster (10 s); allow for a
+// slow mirror.
 const START_TIMEOUT_MS = 600_000;
 
 /** The client environment the cluster's env file gives (AWS_*, IOMAPD_S3_PATH_STYLE, CEPH_CONF). */
