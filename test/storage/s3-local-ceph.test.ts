@@ -3,7 +3,7 @@
 // a 0600 env file, start is idempotent, stop leaves no process behind, a restart keeps the data,
 // and destroy removes everything.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,8 @@ import { LOCAL_CEPH, localCeph, parseEnvFile, testBucket } from '../support/ceph
 
 // The shared cluster coming up proves the packages are there (or fails the run under CI).
 const shared = await localCeph();
-const state = join(mkdtempSync(join(tmpdir(), 'iomapd-local-ceph-')), 'ceph');
+const parent = mkdtempSync(join(tmpdir(), 'iomapd-local-ceph-'));
+const state = join(parent, 'ceph');
 const conf = join(state, 'ceph.conf');
 
 async function freePort(): Promise<number> {
@@ -56,6 +57,7 @@ describe.skipIf(shared === null)('scripts/ceph/local-ceph', { timeout: 120_000 }
     expect(destroyed.code, destroyed.output).toBe(0);
     expect(existsSync(state)).toBe(false);
     expect(clusterPids()).toEqual([]);
+    rmSync(parent, { recursive: true, force: true });
   }, 120_000);
 
   it('starts, stops without leaving a process, restarts with its data, and start is idempotent', async () => {
