@@ -9,10 +9,12 @@ import { ControlServer, controlPath } from '../control/control-server.ts';
 import type { ReloadResult } from '../control/admin.ts';
 import { DaemonAdmin } from '../control/daemon-admin.ts';
 import { ServedImage } from '../control/served-image.ts';
+import { startMetrics } from '../control/metrics.ts';
+import { parseMetricsAddress, type MetricsAddress, type MetricsServer } from '../control/metrics-http.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
-import type { InlineIoModes } from '../util/fd-io.ts';
+import type { InlineIoGates, InlineIoModes } from '../util/fd-io.ts';
 import { INLINE_IO_MODES, type InlineIoMode } from '../util/inline-io.ts';
 import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
@@ -33,7 +35,7 @@ export const DEFAULT_LISTEN = '127.0.0.1:10809';
 export const DEFAULT_CACHE: CacheMode = 'writeback';
 
 /** How the image file is accessed (src/fs/image-file.ts openImage). */
-type ImageIo = { readonly direct: boolean; readonly fallback: string | null };
+type ImageIo = { readonly direct: boolean; readonly fallback: string | null; readonly gates: InlineIoGates | null };
 
 interface ServeOptions extends LimitOptions, TlsOptions {
   socket?: string;
@@ -47,6 +49,7 @@ interface ServeOptions extends LimitOptions, TlsOptions {
   inlineReads: InlineIoMode;
   inlineWrites: InlineIoMode;
   logLevel: string;
+  metrics?: string;
 }
 
 /** Whether this server admits TLS clients: require-tls volumes are exported only then. */
@@ -77,7 +80,8 @@ export function registerServe(program: Command): void {
         .choices(INLINE_IO_MODES)
         .default('auto'),
     )
-    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
+    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'))
+    .option('--metrics <HOST:PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (or over a Unix socket at PATH); off by default');
   addTlsOptions(addLimitOptions(command))
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
@@ -102,6 +106,8 @@ interface Served {
   /** Require-tls volumes not exported because this server has no TLS. */
   heldForTls?: string[];
   what: string;
+  /** The served file's inline-I/O gates, for metrics (none for memory or O_DIRECT). */
+  gates: InlineIoGates | null;
   /** Set when serving an image: the control channel works on it. */
   image?: { path: string; served: ServedImage; io: ImageIo };
   close(): Promise<void>;
@@ -124,7 +130,8 @@ async function openServed(file: string | undefined, options: ServeOptions): Prom
   if (options.raw || (file === undefined && options.size !== undefined)) {
     const { device, what } = await openDevice(file, options);
     const name = options.export.length > 0 ? options.export[0]! : '';
-    return { exports: [{ name, device }], what, close: () => device.close() };
+    const gates = device instanceof RawFileDevice ? device.gates : null;
+    return { exports: [{ name, device }], what, gates, close: () => device.close() };
   }
   const shown = file ?? EMBEDDED_DEFAULT.path;
   const path = resolve(shown);
@@ -161,7 +168,7 @@ async function requireImage(path: string, shown: string, options: ServeOptions):
 
 /** The served image owns the store from here on: Served.close() is the one place it closes. */
 function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
-  const served = new ServedImage(store, null);
+  const served = new ServedImage(store, null, { meterCommits: options.metrics !== undefined });
   const { engine } = served;
   const volumes = store.volumes.list().map((v) => v.name);
   const names = options.export.length > 0 ? options.export : volumes;
@@ -177,7 +184,7 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
       const device = engine.device(name);
       return { name, device: options.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
     });
-  return { exports, heldForTls, what: path, image: { path, served, io }, close: () => served.close() };
+  return { exports, heldForTls, what: path, gates: io.gates, image: { path, served, io }, close: () => served.close() };
 }
 
 /** --read-only over an image: the same device, refusing writes at validation (EPERM). */
@@ -204,6 +211,7 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
 async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
   const log = createLogger(options.logLevel as never);
   const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
+  const metricsAt: MetricsAddress | null = options.metrics === undefined ? null : parseMetricsAddress(options.metrics);
   const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
   const served = await openServed(file, options);
   if (served.image) logImageIo(served.image.io, options, log);
@@ -221,13 +229,19 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   }
 
   const addresses: ListenAddress[] = [];
+  let metrics: MetricsServer | null = null;
   try {
+    // First: an address in use fails before any NBD client could connect.
+    if (metricsAt !== null) {
+      metrics = await startMetrics(metricsAt, { server, exports: registry, image: served.image?.served ?? null, gates: served.gates }, log);
+    }
     if (options.socket !== undefined) addresses.push(await server.listenUnix(options.socket));
     if (options.listen !== undefined || options.socket === undefined) {
       const { host, port } = parseHostPort(options.listen ?? DEFAULT_LISTEN);
       addresses.push(await server.listenTcp(host, port));
     }
   } catch (err) {
+    await metrics?.close();
     await served.close();
     throw err;
   }
@@ -241,11 +255,13 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   // Before the `listening` lines: a client (or a supervisor) may signal as soon as it sees one.
   stopOnSignals(log, async () => {
     await control?.close();
+    await metrics?.close();
     await server.shutdown();
     // The store's one owner closes it (devices never do, and every export may be gone).
     await served.close();
   });
   process.on('SIGHUP', () => void reload().catch(() => {}));
+  if (metrics !== null) log.info({ metrics: metrics.address, url: metricsUrl(metrics.address) }, 'metrics listening');
   for (const a of addresses) {
     for (const e of served.exports) {
       log.info(
@@ -254,6 +270,11 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
       );
     }
   }
+}
+
+/** Where a scraper finds the metrics (curl's --unix-socket form for a socket path). */
+function metricsUrl(address: string): string {
+  return address.includes('/') ? `unix:${address}:/metrics` : `http://${address}/metrics`;
 }
 
 /** One line on how the image is accessed; a --cache=none that fell back says why. */

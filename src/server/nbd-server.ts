@@ -7,6 +7,7 @@ import { Connection } from './connection.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
 import { Limits, serverLimits, type ServerLimits } from './limits.ts';
 import { RequestBudget } from './request-budget.ts';
+import { RequestMetricsTable } from './request-metrics.ts';
 import type { ServerSecurity } from './tls/security.ts';
 
 export interface ListenAddress {
@@ -29,6 +30,8 @@ export class NbdServer {
   refusedConnections = 0;
   private refusalLog = { at: 0, suppressed: 0 };
   private security: ServerSecurity | null = null;
+  /** Per-export request metrics, kept only once someone asked for them (`serve --metrics`). */
+  private requestMetrics: RequestMetricsTable | null = null;
 
   constructor(registry: ExportRegistry, log: Logger, limits: Partial<ServerLimits> = {}) {
     this.registry = registry;
@@ -43,6 +46,12 @@ export class NbdServer {
     this.registry.policy = security;
   }
 
+  /** Starts keeping per-export request metrics for connections accepted from now on (before listening). */
+  keepRequestMetrics(): RequestMetricsTable {
+    this.requestMetrics ??= new RequestMetricsTable();
+    return this.requestMetrics;
+  }
+
   /** Serves one already-connected socket (an inherited fd, or a test's socket pair); null if refused. */
   accept(socket: Socket): Connection | null {
     const peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
@@ -55,6 +64,7 @@ export class NbdServer {
       limits: this.limits,
       budget: this.budget,
       credentials: () => this.security?.current.credentials ?? null,
+      metrics: this.requestMetrics,
     });
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
@@ -97,6 +107,20 @@ export class NbdServer {
   connectionsTo(exp: Export): number {
     let n = 0;
     for (const conn of this.connections) if (conn.export === exp) n++;
+    return n;
+  }
+
+  /** Requests in flight on connections in transmission with the export named `name`. */
+  inFlightTo(name: string): number {
+    let n = 0;
+    for (const conn of this.connections) if (conn.export?.name === name) n += conn.inFlight;
+    return n;
+  }
+
+  /** Connections in transmission with the export named `name` (whichever Export object they opened). */
+  connectionsNamed(name: string): number {
+    let n = 0;
+    for (const conn of this.connections) if (conn.export?.name === name) n++;
     return n;
   }
 
