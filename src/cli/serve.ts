@@ -21,6 +21,7 @@ import { ExportRegistry } from '../server/export-registry.ts';
 import { NbdServer, type ListenAddress } from '../server/nbd-server.ts';
 import { nbdUri, parseHostPort } from '../util/listen-address.ts';
 import { createLogger, LOG_LEVELS, type Logger } from '../util/log.ts';
+import { takeInheritedSockets, type InheritedSockets } from '../util/listen-fds.ts';
 import { formatSize, parseSize } from '../util/size.ts';
 import { IomapdError } from '../util/errors.ts';
 import { ServerSecurity } from '../server/tls/security.ts';
@@ -209,7 +210,11 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
 }
 
 async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
-  const log = createLogger(options.logLevel as never);
+  const inherited = inheritedSockets(options);
+  // Socket-activated by a client tool (`nbdinfo -- [ iomapd serve ... ]`), our stdout is the
+  // tool's: logs go to stderr then (under systemd both reach the journal).
+  const log = createLogger(options.logLevel as never, inherited === null ? process.stdout : process.stderr);
+  if (inherited !== null) log.info({ fds: inherited.fds, names: inherited.names }, 'socket activation: serving the sockets passed in LISTEN_FDS');
   const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
   const metricsAt: MetricsAddress | null = options.metrics === undefined ? null : parseMetricsAddress(options.metrics);
   const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
@@ -235,8 +240,9 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     if (metricsAt !== null) {
       metrics = await startMetrics(metricsAt, { server, exports: registry, image: served.image?.served ?? null, gates: served.gates }, log);
     }
+    for (const fd of inherited?.fds ?? []) addresses.push(await server.listenFd(fd));
     if (options.socket !== undefined) addresses.push(await server.listenUnix(options.socket));
-    if (options.listen !== undefined || options.socket === undefined) {
+    if (inherited === null && (options.listen !== undefined || options.socket === undefined)) {
       const { host, port } = parseHostPort(options.listen ?? DEFAULT_LISTEN);
       addresses.push(await server.listenTcp(host, port));
     }
@@ -270,6 +276,19 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
       );
     }
   }
+}
+
+/**
+ * The listening sockets systemd (or another supervisor) passed us, or null. They replace
+ * --listen and --socket: given both, serve refuses rather than guess which the user meant.
+ */
+function inheritedSockets(options: ServeOptions): InheritedSockets | null {
+  const inherited = takeInheritedSockets();
+  if (inherited !== null && (options.listen !== undefined || options.socket !== undefined)) {
+    const n = inherited.fds.length;
+    throw new IomapdError('BAD_ARGUMENT', `socket activation passed ${n} listening socket${n === 1 ? '' : 's'} (LISTEN_FDS); --listen and --socket cannot be given with them`);
+  }
+  return inherited;
 }
 
 /** Where a scraper finds the metrics (curl's --unix-socket form for a socket path). */

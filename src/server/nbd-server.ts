@@ -2,6 +2,8 @@
 // serves every connection of an export, so all of them share one device and one flush barrier.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { lstat, unlink } from 'node:fs/promises';
+import { IomapdError } from '../util/errors.ts';
+import { unixSocketPath } from '../util/listen-fds.ts';
 import type { Logger } from '../util/log.ts';
 import { Connection } from './connection.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
@@ -97,6 +99,22 @@ export class NbdServer {
     await removeStaleSocket(path);
     await this.listen((s) => s.listen({ path }));
     return { kind: 'unix', address: path };
+  }
+
+  /**
+   * Serves a listening socket someone else bound and passed to us as `fd` (systemd socket
+   * activation, util/listen-fds.ts): TCP or Unix, as the socket is. Its Unix socket file is not
+   * ours: nothing here removes it.
+   */
+  async listenFd(fd: number): Promise<ListenAddress> {
+    const server = await this.listen((s) => s.listen({ fd })).catch((err: NodeJS.ErrnoException) => {
+      throw new IomapdError('BAD_ARGUMENT', `socket activation: fd ${fd} is not a listening socket we can serve (${err.code ?? err.message})`, { cause: err });
+    });
+    const addr = server.address();
+    if (addr !== null && typeof addr === 'object') {
+      return { kind: 'tcp', address: addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}` };
+    }
+    return { kind: 'unix', address: unixSocketPath(fd) ?? `fd:${fd}` };
   }
 
   get connectionCount(): number {
