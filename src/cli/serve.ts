@@ -3,6 +3,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { BlockDevice } from '../engine/block-device.ts';
+import { MIN_BLOCK_SIZES, type MinBlockSize } from '../engine/block-sizes.ts';
 import { MemoryDevice } from '../devices/memory-device.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
 import { ControlServer, controlPath } from '../control/control-server.ts';
@@ -51,6 +52,7 @@ interface ServeOptions extends LimitOptions, TlsOptions {
   inlineWrites: InlineIoMode;
   logLevel: string;
   metrics?: string;
+  minBlockSize: string;
 }
 
 /** Whether this server admits TLS clients: require-tls volumes are exported only then. */
@@ -82,6 +84,11 @@ export function registerServe(program: Command): void {
         .default('auto'),
     )
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'))
+    .addOption(
+      new Option('--min-block-size <BYTES>', 'the smallest request granularity advertised and accepted: 1 (any byte offset and length), 512 or 4096')
+        .choices(MIN_BLOCK_SIZES.map(String))
+        .default('512'),
+    )
     .option('--metrics <HOST:PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (or over a Unix socket at PATH); off by default');
   addTlsOptions(addLimitOptions(command))
     .action(async (file: string | undefined, options: ServeOptions) => {
@@ -91,6 +98,20 @@ export function registerServe(program: Command): void {
         reportAndExit(err);
       }
     });
+}
+
+/** --min-block-size as a number (commander has checked it is one of MIN_BLOCK_SIZES). */
+function minimumBlock(options: ServeOptions): MinBlockSize {
+  return Number(options.minBlockSize) as MinBlockSize;
+}
+
+/** Every export's size must be whole minimum blocks: a ragged tail could be neither read nor written. */
+function requireWholeBlocks(exports: Served['exports'], minimum: MinBlockSize): void {
+  for (const e of exports) {
+    if (e.device.size % minimum !== 0) {
+      throw new IomapdError('BAD_ARGUMENT', `--min-block-size ${minimum}: export "${e.name}" is ${e.device.size} bytes, not a multiple of ${minimum}`);
+    }
+  }
 }
 
 /** --inline-reads / --inline-writes: the modes the served file's own gates start in. */
@@ -169,7 +190,7 @@ async function requireImage(path: string, shown: string, options: ServeOptions):
 
 /** The served image owns the store from here on: Served.close() is the one place it closes. */
 function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
-  const served = new ServedImage(store, null, { meterCommits: options.metrics !== undefined });
+  const served = new ServedImage(store, null, { meterCommits: options.metrics !== undefined, minimumBlock: minimumBlock(options) });
   const { engine } = served;
   const volumes = store.volumes.list().map((v) => v.name);
   const names = options.export.length > 0 ? options.export : volumes;
@@ -200,12 +221,17 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
     throw new IomapdError('BAD_ARGUMENT', `--size must be a positive multiple of 512 bytes, got ${options.size}`);
   }
   if (file === undefined && size !== undefined) {
-    return { device: new MemoryDevice({ size, readOnly: options.readOnly }), what: `memory (${formatSize(size)})` };
+    return { device: new MemoryDevice({ size, readOnly: options.readOnly, minimumBlock: minimumBlock(options) }), what: `memory (${formatSize(size)})` };
   }
   const path = resolve(file ?? EMBEDDED_DEFAULT.path);
   const createSize = size ?? (file === undefined ? EMBEDDED_DEFAULT.size : undefined);
   if (createSize !== undefined) await mkdir(dirname(path), { recursive: true });
-  const device = await RawFileDevice.open(path, { readOnly: options.readOnly, inline: inlineModes(options), ...(createSize === undefined ? {} : { createSize }) });
+  const device = await RawFileDevice.open(path, {
+    readOnly: options.readOnly,
+    inline: inlineModes(options),
+    minimumBlock: minimumBlock(options),
+    ...(createSize === undefined ? {} : { createSize }),
+  });
   return { device, what: path };
 }
 
@@ -222,6 +248,12 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   if (served.image) logImageIo(served.image.io, options, log);
   if (served.heldForTls !== undefined && served.heldForTls.length > 0) {
     log.warn({ volumes: served.heldForTls }, `not exported: ${served.heldForTls.join(', ')} require TLS and --tls is off`);
+  }
+  try {
+    requireWholeBlocks(served.exports, minimumBlock(options));
+  } catch (err) {
+    await served.close();
+    throw err;
   }
   const registry = new ExportRegistry();
   for (const e of served.exports) {

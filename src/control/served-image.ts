@@ -5,6 +5,7 @@ import { Engine } from '../engine/engine.ts';
 import type { ImageStore, StoreStats } from '../fs/image-store.ts';
 import type { Mapper } from '../fs/mapper.ts';
 import type { Volumes } from '../fs/volumes.ts';
+import type { MinBlockSize } from '../engine/block-sizes.ts';
 import type { Logger } from '../util/log.ts';
 import { MeteredDurability } from './metered-durability.ts';
 
@@ -16,11 +17,12 @@ export class ServedImage {
   readonly metered: MeteredDurability | null;
 
   /** Takes ownership of `store`: close() closes it. */
-  constructor(store: ImageStore, log: Logger | null = null, opts: { readonly meterCommits?: boolean } = {}) {
+  constructor(store: ImageStore, log: Logger | null = null, opts: { readonly meterCommits?: boolean; readonly minimumBlock?: MinBlockSize } = {}) {
     this.store = store;
     this.metered = opts.meterCommits === true ? new MeteredDurability(store.durability) : null;
     const { mapper, volumes, data } = store;
-    this.engine = new Engine(this.metered === null ? store : { mapper, volumes, data, durability: this.metered }, log);
+    const engineOpts = opts.minimumBlock === undefined ? {} : { minimumBlock: opts.minimumBlock };
+    this.engine = new Engine(this.metered === null ? store : { mapper, volumes, data, durability: this.metered }, log, engineOpts);
   }
 
   get volumes(): Volumes {
