@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Daemon, MAIN, NODE, type LogEntry } from '../support/daemon.ts';
 import { TestClient } from '../support/test-client.ts';
 import { pythonWithNbd, requireTool } from './harness.ts';
-import { parseScrape, type Scrape } from './prometheus-text.ts';
+import { parseScrape, type Scrape } from '../support/prometheus-text.ts';
 
 const SIZE = 16 * 1024 * 1024;
 
