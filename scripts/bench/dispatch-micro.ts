@@ -29,7 +29,7 @@ const image = join(cfg.dir, 'main.iomapd');
 
 async function measure(name: string, device: BlockDevice, type: number): Promise<void> {
   if (!name.includes(only)) return;
-  const ctx = { device, style: 'structured' as const, contexts: new Map<string, number>() };
+  const ctx = { device, style: 'structured' as const, contexts: new Map<string, number>(), metrics: null };
   const blocks = Math.floor(device.size / 4096);
   const payload = Buffer.alloc(4096, 7);
   let next = 0;

@@ -3,22 +3,26 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { BlockDevice } from '../engine/block-device.ts';
+import { MIN_BLOCK_SIZES, type MinBlockSize } from '../engine/block-sizes.ts';
 import { MemoryDevice } from '../devices/memory-device.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
 import { ControlServer, controlPath } from '../control/control-server.ts';
 import type { ReloadResult } from '../control/admin.ts';
 import { DaemonAdmin } from '../control/daemon-admin.ts';
 import { ServedImage } from '../control/served-image.ts';
+import { startMetrics } from '../control/metrics.ts';
+import { parseMetricsAddress, type MetricsAddress, type MetricsServer } from '../control/metrics-http.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
-import type { InlineIoModes } from '../util/fd-io.ts';
+import type { InlineIoGates, InlineIoModes } from '../util/fd-io.ts';
 import { INLINE_IO_MODES, type InlineIoMode } from '../util/inline-io.ts';
 import { CACHE_MODES, type CacheMode } from '../storage/open-file.ts';
 import { ExportRegistry } from '../server/export-registry.ts';
 import { NbdServer, type ListenAddress } from '../server/nbd-server.ts';
 import { nbdUri, parseHostPort } from '../util/listen-address.ts';
 import { createLogger, LOG_LEVELS, type Logger } from '../util/log.ts';
+import { takeInheritedSockets, type InheritedSockets } from '../util/listen-fds.ts';
 import { formatSize, parseSize } from '../util/size.ts';
 import { IomapdError } from '../util/errors.ts';
 import { ServerSecurity } from '../server/tls/security.ts';
@@ -33,7 +37,7 @@ export const DEFAULT_LISTEN = '127.0.0.1:10809';
 export const DEFAULT_CACHE: CacheMode = 'writeback';
 
 /** How the image file is accessed (src/fs/image-file.ts openImage). */
-type ImageIo = { readonly direct: boolean; readonly fallback: string | null };
+type ImageIo = { readonly direct: boolean; readonly fallback: string | null; readonly gates: InlineIoGates | null };
 
 interface ServeOptions extends LimitOptions, TlsOptions {
   socket?: string;
@@ -47,6 +51,8 @@ interface ServeOptions extends LimitOptions, TlsOptions {
   inlineReads: InlineIoMode;
   inlineWrites: InlineIoMode;
   logLevel: string;
+  metrics?: string;
+  minBlockSize: string;
 }
 
 /** Whether this server admits TLS clients: require-tls volumes are exported only then. */
@@ -77,7 +83,13 @@ export function registerServe(program: Command): void {
         .choices(INLINE_IO_MODES)
         .default('auto'),
     )
-    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
+    .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'))
+    .addOption(
+      new Option('--min-block-size <BYTES>', 'the smallest request granularity advertised and accepted: 1 (any byte offset and length), 512 or 4096')
+        .choices(MIN_BLOCK_SIZES.map(String))
+        .default('512'),
+    )
+    .option('--metrics <HOST:PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (or over a Unix socket at PATH); off by default');
   addTlsOptions(addLimitOptions(command))
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
@@ -86,6 +98,20 @@ export function registerServe(program: Command): void {
         reportAndExit(err);
       }
     });
+}
+
+/** --min-block-size as a number (commander has checked it is one of MIN_BLOCK_SIZES). */
+function minimumBlock(options: ServeOptions): MinBlockSize {
+  return Number(options.minBlockSize) as MinBlockSize;
+}
+
+/** Every export's size must be whole minimum blocks: a ragged tail could be neither read nor written. */
+function requireWholeBlocks(exports: Served['exports'], minimum: MinBlockSize): void {
+  for (const e of exports) {
+    if (e.device.size % minimum !== 0) {
+      throw new IomapdError('BAD_ARGUMENT', `--min-block-size ${minimum}: export "${e.name}" is ${e.device.size} bytes, not a multiple of ${minimum}`);
+    }
+  }
 }
 
 /** --inline-reads / --inline-writes: the modes the served file's own gates start in. */
@@ -102,6 +128,8 @@ interface Served {
   /** Require-tls volumes not exported because this server has no TLS. */
   heldForTls?: string[];
   what: string;
+  /** The served file's inline-I/O gates, for metrics (none for memory or O_DIRECT). */
+  gates: InlineIoGates | null;
   /** Set when serving an image: the control channel works on it. */
   image?: { path: string; served: ServedImage; io: ImageIo };
   close(): Promise<void>;
@@ -124,7 +152,8 @@ async function openServed(file: string | undefined, options: ServeOptions): Prom
   if (options.raw || (file === undefined && options.size !== undefined)) {
     const { device, what } = await openDevice(file, options);
     const name = options.export.length > 0 ? options.export[0]! : '';
-    return { exports: [{ name, device }], what, close: () => device.close() };
+    const gates = device instanceof RawFileDevice ? device.gates : null;
+    return { exports: [{ name, device }], what, gates, close: () => device.close() };
   }
   const shown = file ?? EMBEDDED_DEFAULT.path;
   const path = resolve(shown);
@@ -161,7 +190,7 @@ async function requireImage(path: string, shown: string, options: ServeOptions):
 
 /** The served image owns the store from here on: Served.close() is the one place it closes. */
 function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
-  const served = new ServedImage(store, null);
+  const served = new ServedImage(store, null, { meterCommits: options.metrics !== undefined, minimumBlock: minimumBlock(options) });
   const { engine } = served;
   const volumes = store.volumes.list().map((v) => v.name);
   const names = options.export.length > 0 ? options.export : volumes;
@@ -177,7 +206,7 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
       const device = engine.device(name);
       return { name, device: options.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
     });
-  return { exports, heldForTls, what: path, image: { path, served, io }, close: () => served.close() };
+  return { exports, heldForTls, what: path, gates: io.gates, image: { path, served, io }, close: () => served.close() };
 }
 
 /** --read-only over an image: the same device, refusing writes at validation (EPERM). */
@@ -192,23 +221,39 @@ async function openDevice(file: string | undefined, options: ServeOptions): Prom
     throw new IomapdError('BAD_ARGUMENT', `--size must be a positive multiple of 512 bytes, got ${options.size}`);
   }
   if (file === undefined && size !== undefined) {
-    return { device: new MemoryDevice({ size, readOnly: options.readOnly }), what: `memory (${formatSize(size)})` };
+    return { device: new MemoryDevice({ size, readOnly: options.readOnly, minimumBlock: minimumBlock(options) }), what: `memory (${formatSize(size)})` };
   }
   const path = resolve(file ?? EMBEDDED_DEFAULT.path);
   const createSize = size ?? (file === undefined ? EMBEDDED_DEFAULT.size : undefined);
   if (createSize !== undefined) await mkdir(dirname(path), { recursive: true });
-  const device = await RawFileDevice.open(path, { readOnly: options.readOnly, inline: inlineModes(options), ...(createSize === undefined ? {} : { createSize }) });
+  const device = await RawFileDevice.open(path, {
+    readOnly: options.readOnly,
+    inline: inlineModes(options),
+    minimumBlock: minimumBlock(options),
+    ...(createSize === undefined ? {} : { createSize }),
+  });
   return { device, what: path };
 }
 
 async function serve(file: string | undefined, options: ServeOptions): Promise<void> {
-  const log = createLogger(options.logLevel as never);
+  const inherited = inheritedSockets(options);
+  // Socket-activated by a client tool (`nbdinfo -- [ iomapd serve ... ]`), our stdout is the
+  // tool's: logs go to stderr then (under systemd both reach the journal).
+  const log = createLogger(options.logLevel as never, inherited === null ? process.stdout : process.stderr);
+  if (inherited !== null) log.info({ fds: inherited.fds, names: inherited.names }, 'socket activation: serving the sockets passed in LISTEN_FDS');
   const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
+  const metricsAt: MetricsAddress | null = options.metrics === undefined ? null : parseMetricsAddress(options.metrics);
   const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
   const served = await openServed(file, options);
   if (served.image) logImageIo(served.image.io, options, log);
   if (served.heldForTls !== undefined && served.heldForTls.length > 0) {
     log.warn({ volumes: served.heldForTls }, `not exported: ${served.heldForTls.join(', ')} require TLS and --tls is off`);
+  }
+  try {
+    requireWholeBlocks(served.exports, minimumBlock(options));
+  } catch (err) {
+    await served.close();
+    throw err;
   }
   const registry = new ExportRegistry();
   for (const e of served.exports) {
@@ -221,13 +266,20 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   }
 
   const addresses: ListenAddress[] = [];
+  let metrics: MetricsServer | null = null;
   try {
+    // First: an address in use fails before any NBD client could connect.
+    if (metricsAt !== null) {
+      metrics = await startMetrics(metricsAt, { server, exports: registry, image: served.image?.served ?? null, gates: served.gates }, log);
+    }
+    for (const fd of inherited?.fds ?? []) addresses.push(await server.listenFd(fd));
     if (options.socket !== undefined) addresses.push(await server.listenUnix(options.socket));
-    if (options.listen !== undefined || options.socket === undefined) {
+    if (inherited === null && (options.listen !== undefined || options.socket === undefined)) {
       const { host, port } = parseHostPort(options.listen ?? DEFAULT_LISTEN);
       addresses.push(await server.listenTcp(host, port));
     }
   } catch (err) {
+    await metrics?.close();
     await served.close();
     throw err;
   }
@@ -241,11 +293,13 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   // Before the `listening` lines: a client (or a supervisor) may signal as soon as it sees one.
   stopOnSignals(log, async () => {
     await control?.close();
+    await metrics?.close();
     await server.shutdown();
     // The store's one owner closes it (devices never do, and every export may be gone).
     await served.close();
   });
   process.on('SIGHUP', () => void reload().catch(() => {}));
+  if (metrics !== null) log.info({ metrics: metrics.address, url: metricsUrl(metrics.address) }, 'metrics listening');
   for (const a of addresses) {
     for (const e of served.exports) {
       log.info(
@@ -254,6 +308,24 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
       );
     }
   }
+}
+
+/**
+ * The listening sockets systemd (or another supervisor) passed us, or null. They replace
+ * --listen and --socket: given both, serve refuses rather than guess which the user meant.
+ */
+function inheritedSockets(options: ServeOptions): InheritedSockets | null {
+  const inherited = takeInheritedSockets();
+  if (inherited !== null && (options.listen !== undefined || options.socket !== undefined)) {
+    const n = inherited.fds.length;
+    throw new IomapdError('BAD_ARGUMENT', `socket activation passed ${n} listening socket${n === 1 ? '' : 's'} (LISTEN_FDS); --listen and --socket cannot be given with them`);
+  }
+  return inherited;
+}
+
+/** Where a scraper finds the metrics (curl's --unix-socket form for a socket path). */
+function metricsUrl(address: string): string {
+  return address.includes('/') ? `unix:${address}:/metrics` : `http://${address}/metrics`;
 }
 
 /** One line on how the image is accessed; a --cache=none that fell back says why. */

@@ -5,17 +5,24 @@ import { Engine } from '../engine/engine.ts';
 import type { ImageStore, StoreStats } from '../fs/image-store.ts';
 import type { Mapper } from '../fs/mapper.ts';
 import type { Volumes } from '../fs/volumes.ts';
+import type { MinBlockSize } from '../engine/block-sizes.ts';
 import type { Logger } from '../util/log.ts';
+import { MeteredDurability } from './metered-durability.ts';
 
 export class ServedImage {
   readonly engine: Engine;
   private readonly store: ImageStore;
   private closing: Promise<void> | null = null;
+  /** The engine's durability with its commits timed (`serve --metrics`); null otherwise. */
+  readonly metered: MeteredDurability | null;
 
   /** Takes ownership of `store`: close() closes it. */
-  constructor(store: ImageStore, log: Logger | null = null) {
+  constructor(store: ImageStore, log: Logger | null = null, opts: { readonly meterCommits?: boolean; readonly minimumBlock?: MinBlockSize } = {}) {
     this.store = store;
-    this.engine = new Engine(store, log);
+    this.metered = opts.meterCommits === true ? new MeteredDurability(store.durability) : null;
+    const { mapper, volumes, data } = store;
+    const engineOpts = opts.minimumBlock === undefined ? {} : { minimumBlock: opts.minimumBlock };
+    this.engine = new Engine(this.metered === null ? store : { mapper, volumes, data, durability: this.metered }, log, engineOpts);
   }
 
   get volumes(): Volumes {
@@ -28,6 +35,13 @@ export class ServedImage {
 
   stats(): StoreStats {
     return this.store.stats();
+  }
+
+  /** Physical bytes referenced more than once (shared by snapshots and clones); O(shared runs). */
+  sharedBytes(): number {
+    let blocks = 0;
+    for (const e of this.store.meta.shared.entries()) blocks += e.v.len;
+    return blocks * this.store.blockSize;
   }
 
   /** Commits, checkpoints and closes the store (once; later calls wait for the first). */

@@ -10,12 +10,13 @@ import assert from 'node:assert/strict';
 import {
   fullCapabilities,
   type BlockDevice,
+  type BlockSizes,
   type DeviceExtent,
   type WriteOptions,
   type ZeroOptions,
 } from '../engine/block-device.ts';
 import { fail } from '../util/errors.ts';
-import { DEFAULT_BLOCK_SIZES } from '../engine/block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES, withMinimum, type MinBlockSize } from '../engine/block-sizes.ts';
 import { assertRange } from './device-checks.ts';
 
 export const DEFAULT_MEMORY_PAGE_SIZE = 64 * 1024;
@@ -32,12 +33,14 @@ export interface MemoryDeviceOptions {
   readonly readOnly?: boolean;
   /** Bytes per page: a power of two from 512 to 16 MiB (tests use small pages). */
   readonly pageSize?: number;
+  /** The advertised minimum block size (`serve --min-block-size`; default 512). */
+  readonly minimumBlock?: MinBlockSize;
 }
 
 export class MemoryDevice implements BlockDevice {
   readonly size: number;
   readonly readOnly: boolean;
-  readonly blockSizes = DEFAULT_BLOCK_SIZES;
+  readonly blockSizes: BlockSizes;
   readonly capabilities = MEMORY_CAPABILITIES;
 
   readonly #pageSize: number;
@@ -59,6 +62,7 @@ export class MemoryDevice implements BlockDevice {
     this.size = size;
     this.readOnly = readOnly;
     this.#pageSize = pageSize;
+    this.blockSizes = options.minimumBlock === undefined ? DEFAULT_BLOCK_SIZES : withMinimum(DEFAULT_BLOCK_SIZES, options.minimumBlock);
   }
 
   /** Bytes of memory held by pages (for tests and statistics). */

@@ -23,7 +23,7 @@ import {
   type WriteOptions,
   type ZeroOptions,
 } from '../engine/block-device.ts';
-import { DEFAULT_BLOCK_SIZES } from '../engine/block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES, withMinimum, type MinBlockSize } from '../engine/block-sizes.ts';
 import { FileStorage } from '../storage/file-storage.ts';
 import { GroupSync } from '../storage/group-sync.ts';
 import { PoisonLatch } from '../storage/poison-latch.ts';
@@ -54,6 +54,8 @@ export interface RawFileOpenOptions extends RawFileOpenRequest {
   readonly punchMinLength?: number;
   /** Modes of this device's inline I/O gates (`--inline-reads / --inline-writes`; default auto). */
   readonly inline?: InlineIoModes;
+  /** The advertised minimum block size (`serve --min-block-size`; default 512). */
+  readonly minimumBlock?: MinBlockSize;
 }
 
 interface RawFileState {
@@ -63,12 +65,13 @@ interface RawFileState {
   readonly readOnly: boolean;
   readonly sparse: boolean;
   readonly punchMinLength: number;
+  readonly minimumBlock?: MinBlockSize;
 }
 
 export class RawFileDevice implements BlockDevice {
   readonly size: number;
   readonly readOnly: boolean;
-  readonly blockSizes: BlockSizes = DEFAULT_BLOCK_SIZES;
+  readonly blockSizes: BlockSizes;
   readonly capabilities: DeviceCapabilities;
   /** The path given at open (for logs). */
   readonly path: string;
@@ -93,6 +96,7 @@ export class RawFileDevice implements BlockDevice {
     this.#storage = new PoisonLatch(state.file);
     this.#syncs = new GroupSync(() => this.#storage.sync());
     this.#punchMinLength = state.punchMinLength;
+    this.blockSizes = state.minimumBlock === undefined ? DEFAULT_BLOCK_SIZES : withMinimum(DEFAULT_BLOCK_SIZES, state.minimumBlock);
   }
 
   static async open(path: string, options: RawFileOpenOptions): Promise<RawFileDevice> {
@@ -106,7 +110,8 @@ export class RawFileDevice implements BlockDevice {
       // Holes are worth reporting only where lseek can find them: a regular file on a filesystem
       // with SEEK_DATA (others answer EINVAL or ENOTSUP, and a block device is all data).
       const sparse = regular && (await file.extents(0, Math.max(size, 1), 1)) !== null;
-      return new RawFileDevice({ path, file, size, readOnly: options.readOnly, sparse, punchMinLength });
+      const minimumBlock = options.minimumBlock === undefined ? {} : { minimumBlock: options.minimumBlock };
+      return new RawFileDevice({ path, file, size, readOnly: options.readOnly, sparse, punchMinLength, ...minimumBlock });
     } catch (err) {
       await file.close().catch(() => {});
       throw err;

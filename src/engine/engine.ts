@@ -9,6 +9,7 @@
 import type { StoreParts } from '../fs/store-parts.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { Logger } from '../util/log.ts';
+import type { MinBlockSize } from './block-sizes.ts';
 import { newCounters, type VolumeCounters } from './counters.ts';
 import { RangeLock } from './range-lock.ts';
 import { VolumeDevice } from './volume-device.ts';
@@ -26,9 +27,13 @@ export class Engine {
   private readonly volumes = new Map<string, VolumeState>();
   private readonly devices = new Map<string, VolumeDevice>();
 
-  constructor(parts: StoreParts, log: Logger | null = null) {
+  /** The minimum block size every device advertises (`serve --min-block-size`). */
+  private readonly minimumBlock: MinBlockSize | undefined;
+
+  constructor(parts: StoreParts, log: Logger | null = null, opts: { readonly minimumBlock?: MinBlockSize } = {}) {
     this.parts = parts;
     this.log = log;
+    this.minimumBlock = opts.minimumBlock;
   }
 
   private state(volume: string): VolumeState {
@@ -48,7 +53,8 @@ export class Engine {
       const facts = volumes.facts(volume);
       const s = this.state(volume);
       const readOnly = facts.readOnly || facts.snapshot || volumes.imageReadOnly;
-      d = new VolumeDevice({ mapper, data, durability, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log });
+      const { minimumBlock } = this;
+      d = new VolumeDevice({ mapper, data, durability, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log, ...(minimumBlock === undefined ? {} : { minimumBlock }) });
       this.devices.set(volume, d);
     }
     return d;

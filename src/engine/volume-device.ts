@@ -9,7 +9,7 @@ import type { Mapper } from '../fs/mapper.ts';
 import type { DataArea, Durability } from '../fs/store-contract.ts';
 import type { VolumeFacts } from '../fs/volumes.ts';
 import type { Logger } from '../util/log.ts';
-import { DEFAULT_BLOCK_SIZES } from './block-sizes.ts';
+import { DEFAULT_BLOCK_SIZES, withMinimum, type MinBlockSize } from './block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
 import { fullCapabilities, type BlockDevice, type BlockSizes, type DeviceCapabilities, type DeviceExtent, type MappingExtent, type WriteOptions, type ZeroOptions } from './block-device.ts';
 import type { VolumeCounters } from './counters.ts';
@@ -34,6 +34,8 @@ export interface VolumeDeviceParts {
   readonly lock: RangeLock;
   readonly counters: VolumeCounters;
   readonly log: Logger | null;
+  /** The advertised minimum block size (`serve --min-block-size`; default 512). */
+  readonly minimumBlock?: MinBlockSize;
 }
 
 export class VolumeDevice implements BlockDevice {
@@ -50,7 +52,8 @@ export class VolumeDevice implements BlockDevice {
     this.name = parts.facts.name;
     this.size = parts.facts.size;
     this.readOnly = parts.readOnly;
-    this.blockSizes = { ...DEFAULT_BLOCK_SIZES, preferred: Math.min(parts.mapper.blockSize, 65536) };
+    const sizes = { ...DEFAULT_BLOCK_SIZES, preferred: Math.min(parts.mapper.blockSize, 65536) };
+    this.blockSizes = parts.minimumBlock === undefined ? sizes : withMinimum(sizes, parts.minimumBlock);
     this.vc = { mapper: parts.mapper, data: parts.data, name: this.name, counters: parts.counters, log: parts.log };
   }
 

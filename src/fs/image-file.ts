@@ -49,7 +49,7 @@ export async function openImage(path: string, opts: ImageFileOptions = {}): Prom
     storage = opened.storage;
     const store = await ImageStore.open(storage, opts);
     store.onClose = () => lock.release();
-    return { store, io: { direct: opened.direct, fallback: opened.fallback } };
+    return { store, io: { direct: opened.direct, fallback: opened.fallback, gates: opened.gates } };
   } catch (err) {
     await storage?.close().catch(() => {});
     await lock.release();

@@ -29,6 +29,7 @@ import { PayloadLanding } from './payload-landing.ts';
 import { errorReply } from './replies.ts';
 import { RequestBudget } from './request-budget.ts';
 import { RequestCounters } from './request-counters.ts';
+import type { RequestMetricsTable } from './request-metrics.ts';
 import { RequestsInFlight, traceRequest } from './requests-in-flight.ts';
 import { transmissionContext, type Transmission } from './transmission-context.ts';
 import type { Credentials } from './tls/credentials.ts';
@@ -46,6 +47,8 @@ export interface ConnectionOptions {
   readonly budget?: RequestBudget;
   /** The TLS material current now (taken once, at STARTTLS); absent or null: no TLS. */
   readonly credentials?: () => Credentials | null;
+  /** Per-export request metrics (`serve --metrics`); absent or null: none kept. */
+  readonly metrics?: RequestMetricsTable | null;
 }
 
 export class Connection {
@@ -55,6 +58,7 @@ export class Connection {
   private log: Logger;
   private readonly limits: ServerLimits;
   private readonly credentials: () => Credentials | null;
+  private readonly metrics: RequestMetricsTable | null;
   private readonly transport: Transport;
   private readonly landing = new PayloadLanding();
   private readonly requests: RequestsInFlight;
@@ -79,6 +83,7 @@ export class Connection {
     this.log = log;
     const limits = (this.limits = options.limits ?? DEFAULT_SERVER_LIMITS);
     this.credentials = options.credentials ?? (() => null);
+    this.metrics = options.metrics ?? null;
     const budget = options.budget ?? new RequestBudget(limits.maxInFlightTotal);
     this.requests = new RequestsInFlight(limits.maxInFlightPerConnection, budget, () => this.pump(), (reply) => this.answered(reply));
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -111,6 +116,11 @@ export class Connection {
   /** The export this connection is in transmission with (null while negotiating). */
   get export(): Export | null {
     return this.tx?.export ?? null;
+  }
+
+  /** Requests started and not yet answered (metrics read it at scrape time). */
+  get inFlight(): number {
+    return this.requests.count;
   }
 
   /** Resolves when the socket has closed. */
@@ -253,7 +263,7 @@ export class Connection {
     this.timers.startIdle(idleMs, () => {
       if (this.requests.count === 0) this.close(`idle for ${idleMs} ms`);
     });
-    const tx = (this.tx = transmissionContext(this.session, exp, this.registry));
+    const tx = (this.tx = transmissionContext(this.session, exp, this.registry, this.metrics?.forExport(exp.name) ?? null));
     const { style, contexts } = tx.dispatch;
     this.log = this.log.child({ export: exp.name });
     const tls = this.session.tls;
@@ -323,6 +333,7 @@ export class Connection {
       const r = this.rejection!;
       this.rejection = null;
       traceRequest(this.log, header, r.errno);
+      this.tx!.dispatch.metrics?.record(header.type, r.errno, 0, 0);
       const to = { cookie: header.cookie, wireOffset: header.offset };
       this.transport.send([errorReply(this.tx!.dispatch.style, to, r.errno, r.message)]);
       return true;

@@ -11,6 +11,7 @@ import {
 } from '../protocol/transmission.ts';
 import type { BlockDevice, DeviceExtent } from '../engine/block-device.ts';
 import { replyUnused } from './io-buffers.ts';
+import type { RequestMetrics } from './request-metrics.ts';
 import { allocReadReply, chunkTarget, finishReadReply, successReply } from './replies.ts';
 import type { ValidRequest } from './validate.ts';
 
@@ -20,6 +21,8 @@ export interface DispatchContext {
   readonly style: HeaderStyle;
   /** Selected meta contexts for this export, by name, with their ids. */
   readonly contexts: ReadonlyMap<string, number>;
+  /** The export's request metrics (`serve --metrics`); null when nobody scrapes them. */
+  readonly metrics: RequestMetrics | null;
 }
 
 /** The reply buffers for one request, to be written as a unit. */

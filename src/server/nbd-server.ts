@@ -2,11 +2,14 @@
 // serves every connection of an export, so all of them share one device and one flush barrier.
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { lstat, unlink } from 'node:fs/promises';
+import { IomapdError } from '../util/errors.ts';
+import { unixSocketPath } from '../util/listen-fds.ts';
 import type { Logger } from '../util/log.ts';
 import { Connection } from './connection.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
 import { Limits, serverLimits, type ServerLimits } from './limits.ts';
 import { RequestBudget } from './request-budget.ts';
+import { RequestMetricsTable } from './request-metrics.ts';
 import type { ServerSecurity } from './tls/security.ts';
 
 export interface ListenAddress {
@@ -29,6 +32,8 @@ export class NbdServer {
   refusedConnections = 0;
   private refusalLog = { at: 0, suppressed: 0 };
   private security: ServerSecurity | null = null;
+  /** Per-export request metrics, kept only once someone asked for them (`serve --metrics`). */
+  private requestMetrics: RequestMetricsTable | null = null;
 
   constructor(registry: ExportRegistry, log: Logger, limits: Partial<ServerLimits> = {}) {
     this.registry = registry;
@@ -43,6 +48,12 @@ export class NbdServer {
     this.registry.policy = security;
   }
 
+  /** Starts keeping per-export request metrics for connections accepted from now on (before listening). */
+  keepRequestMetrics(): RequestMetricsTable {
+    this.requestMetrics ??= new RequestMetricsTable();
+    return this.requestMetrics;
+  }
+
   /** Serves one already-connected socket (an inherited fd, or a test's socket pair); null if refused. */
   accept(socket: Socket): Connection | null {
     const peer = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
@@ -55,6 +66,7 @@ export class NbdServer {
       limits: this.limits,
       budget: this.budget,
       credentials: () => this.security?.current.credentials ?? null,
+      metrics: this.requestMetrics,
     });
     this.connections.add(conn);
     void conn.closed.then(() => this.connections.delete(conn));
@@ -89,6 +101,22 @@ export class NbdServer {
     return { kind: 'unix', address: path };
   }
 
+  /**
+   * Serves a listening socket someone else bound and passed to us as `fd` (systemd socket
+   * activation, util/listen-fds.ts): TCP or Unix, as the socket is. Its Unix socket file is not
+   * ours: nothing here removes it.
+   */
+  async listenFd(fd: number): Promise<ListenAddress> {
+    const server = await this.listen((s) => s.listen({ fd })).catch((err: NodeJS.ErrnoException) => {
+      throw new IomapdError('BAD_ARGUMENT', `socket activation: fd ${fd} is not a listening socket we can serve (${err.code ?? err.message})`, { cause: err });
+    });
+    const addr = server.address();
+    if (addr !== null && typeof addr === 'object') {
+      return { kind: 'tcp', address: addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}` };
+    }
+    return { kind: 'unix', address: unixSocketPath(fd) ?? `fd:${fd}` };
+  }
+
   get connectionCount(): number {
     return this.connections.size;
   }
@@ -97,6 +125,20 @@ export class NbdServer {
   connectionsTo(exp: Export): number {
     let n = 0;
     for (const conn of this.connections) if (conn.export === exp) n++;
+    return n;
+  }
+
+  /** Requests in flight on connections in transmission with the export named `name`. */
+  inFlightTo(name: string): number {
+    let n = 0;
+    for (const conn of this.connections) if (conn.export?.name === name) n += conn.inFlight;
+    return n;
+  }
+
+  /** Connections in transmission with the export named `name` (whichever Export object they opened). */
+  connectionsNamed(name: string): number {
+    let n = 0;
+    for (const conn of this.connections) if (conn.export?.name === name) n++;
     return n;
   }
 

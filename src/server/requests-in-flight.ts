@@ -62,18 +62,22 @@ export class RequestsInFlight {
   /** Starts a validated request on the device; its reply goes to `answered` when it settles. */
   start(ctx: DispatchContext, req: ValidRequest, payload: Buffer | null, log: Logger): void {
     const bytes = heldBytes(req, payload);
+    const { metrics } = ctx;
+    const startMs = metrics === null ? 0 : performance.now();
     this.budget.take();
     this.requests++;
     this.bytes += bytes;
     dispatch(ctx, req, payload).then(
       (reply) => {
         if (payload !== null) payloadDone(payload);
+        metrics?.record(req.type, 0, req.length, startMs);
         this.finish(req, bytes, reply, 0, log);
       },
       (err: unknown) => {
         const { errno, message, isExpected } = toNbdErrno(err);
         if (!isExpected) log.error({ err, command: cmdName(req.type) }, 'request failed with an unexpected error');
         else log.warn({ command: cmdName(req.type), offset: req.offset, length: req.length, error: errName(errno), reason: message }, 'request failed');
+        metrics?.record(req.type, errno, req.length, startMs);
         this.finish(req, bytes, [errorReply(ctx.style, req, errno, message)], errno, log);
       },
     );

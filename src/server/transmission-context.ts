@@ -4,6 +4,7 @@ import type { HeaderStyle } from '../protocol/transmission.ts';
 import type { DispatchContext } from './dispatch.ts';
 import type { Export, ExportRegistry } from './export-registry.ts';
 import type { Session } from './negotiation.ts';
+import type { RequestMetrics } from './request-metrics.ts';
 import { transmissionFlags } from './transmission-flags.ts';
 import type { ValidationContext } from './validate.ts';
 
@@ -13,7 +14,7 @@ export interface Transmission {
   readonly dispatch: DispatchContext;
 }
 
-export function transmissionContext(session: Session, exp: Export, registry: ExportRegistry): Transmission {
+export function transmissionContext(session: Session, exp: Export, registry: ExportRegistry, metrics: RequestMetrics | null = null): Transmission {
   const s = session;
   const style: HeaderStyle = s.extended ? 'extended' : s.structured ? 'structured' : 'simple';
   const flags = transmissionFlags(exp.device, s.structured);
@@ -29,6 +30,6 @@ export function transmissionContext(session: Session, exp: Export, registry: Exp
       extended: s.extended,
       hasMetaContext: contexts.size > 0,
     },
-    dispatch: { device: exp.device, style, contexts },
+    dispatch: { device: exp.device, style, contexts, metrics },
   };
 }

@@ -97,6 +97,7 @@ const TOOLS = {
   fio: { debianPackage: 'fio', probe: () => onPath('fio') },
   cmp: { debianPackage: 'diffutils', probe: () => onPath('cmp') },
   'nbd-client': { debianPackage: 'nbd-client', probe: () => onPath('nbd-client') || existsSync('/usr/sbin/nbd-client') },
+  'systemd-socket-activate': { debianPackage: 'systemd', probe: () => onPath('systemd-socket-activate') },
 } satisfies Record<string, ToolInfo>;
 
 export type ToolName = keyof typeof TOOLS;

@@ -14,7 +14,8 @@
 //   control   fs, the engine's interface files and engine.ts (the engine's entry point: a daemon
 //             adds and drains volumes through it), util, and from server only the daemon's public
 //             surface (SERVER_SURFACE: the server object and its export registry), never the
-//             connection machinery (negotiation, dispatch, validation, replies ...)
+//             connection machinery (negotiation, dispatch, validation, replies ...); request-metrics.ts
+//             is on the surface for /metrics
 //   cli       anything (the composition root)
 // Nothing imports cli.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -27,7 +28,7 @@ const SRC = resolve(import.meta.dirname, '../../src');
 /** The engine files other layers may see: the BlockDevice contract, its sizes and the counters. */
 const ENGINE_INTERFACE = new Set(['engine/block-device.ts', 'engine/block-sizes.ts', 'engine/counters.ts']);
 /** The server files the control channel may drive. */
-const SERVER_SURFACE = new Set(['server/nbd-server.ts', 'server/export-registry.ts']);
+const SERVER_SURFACE = new Set(['server/nbd-server.ts', 'server/export-registry.ts', 'server/request-metrics.ts']);
 
 type Layer = 'util' | 'protocol' | 'storage' | 'fs' | 'engine' | 'devices' | 'server' | 'control' | 'cli';
 const LAYERS: readonly Layer[] = ['util', 'protocol', 'storage', 'fs', 'engine', 'devices', 'server', 'control', 'cli'];

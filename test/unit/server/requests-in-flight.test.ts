@@ -20,7 +20,7 @@ function heldDevice(): { ctx: DispatchContext; pending: { resolve: () => void; r
   const pending: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   const wait = (): Promise<void> => new Promise((resolve, reject) => pending.push({ resolve, reject }));
   const device = { flush: wait, write: wait } as unknown as BlockDevice;
-  return { ctx: { device, style: 'simple', contexts: new Map() }, pending };
+  return { ctx: { device, style: 'simple', contexts: new Map(), metrics: null }, pending };
 }
 
 /** The errno of a simple reply. */
