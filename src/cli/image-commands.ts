@@ -8,6 +8,7 @@ import type { ImageAdmin, ReloadResult } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
 import { checkImageFile, createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
+import { progressMode, startProgress } from './progress.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 
@@ -261,9 +262,15 @@ export function registerImageCommands(program: Command): void {
     .argument('<image>')
     .option('--repair', 'rebuild reference counts and free space and rewrite the metadata')
     .option('--json', 'print JSON')
+    .option('--progress', 'draw a progress bar (extents checked) on stderr even when it is not a terminal')
+    .option('--no-progress', 'never draw a progress bar')
     .action(
-      run(async (image: string, o: { repair?: boolean; json?: boolean }) => {
-        const r = await checkImageFile(image, !!o.repair);
+      run(async (image: string, o: { repair?: boolean; json?: boolean; progress?: boolean }) => {
+        let bar: ReturnType<typeof startProgress> | null = null;
+        const r = await checkImageFile(image, !!o.repair, (done, total) => {
+          bar ??= startProgress('check', total, 'items', progressMode(o.progress));
+          bar.update(done);
+        }).finally(() => bar?.stop());
         if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         else {
           for (const n of r.notes) process.stdout.write(`note: ${n}\n`);
