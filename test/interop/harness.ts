@@ -97,6 +97,8 @@ const TOOLS = {
   fio: { debianPackage: 'fio', probe: () => onPath('fio') },
   cmp: { debianPackage: 'diffutils', probe: () => onPath('cmp') },
   'nbd-client': { debianPackage: 'nbd-client', probe: () => onPath('nbd-client') || existsSync('/usr/sbin/nbd-client') },
+  chromium: { debianPackage: 'chromium', probe: () => onPath('chromium') },
+  script: { debianPackage: 'bsdutils', probe: () => onPath('script') },
 } satisfies Record<string, ToolInfo>;
 
 export type ToolName = keyof typeof TOOLS;

@@ -1,14 +1,11 @@
 // The progress bar of import, export and check: drawn on a terminal (a pseudo-terminal made by
 // `script` from util-linux/bsdutils), absent on a pipe, forced by --progress, hidden by
 // --no-progress. It goes to stderr, so stdout keeps only the command's result line.
-import { spawnSync } from 'node:child_process';
 import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAIN, NODE } from '../support/daemon.ts';
-import { formatCommand, iomapd, MiB, run, withTempDir } from './harness.ts';
-
-const haveScript = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+import { formatCommand, iomapd, MiB, requireTool, run, withTempDir } from './harness.ts';
 
 /** Runs the iomapd CLI on a pseudo-terminal; returns what the terminal showed, escapes removed. */
 async function onTerminal(args: string[]): Promise<string> {
@@ -21,12 +18,8 @@ async function onTerminal(args: string[]): Promise<string> {
 const bar = (label: string) => new RegExp(`${label} \\[[^\\]]+\\] 100% \\| .+ of .+ \\| .+/s \\| ETA \\d`);
 
 describe('progress bars', () => {
-  it('import and export draw one on a terminal, none on a pipe; --progress and --no-progress override', async () => {
-    if (!haveScript) {
-      if (process.env.CI) throw new Error('`script` (Debian bsdutils) is missing; CI is set, so this is a failure');
-      console.warn('SKIPPED: `script` (bsdutils) is missing');
-      return;
-    }
+  it('import and export draw one on a terminal, none on a pipe; --progress and --no-progress override', async (ctx) => {
+    requireTool(ctx, 'script');
     await withTempDir(async (dir) => {
       const image = join(dir, 'a.iomapd');
       await iomapd(['create', image, '--size', '4M', '--capacity', '96M']);
