@@ -95,7 +95,7 @@ function heights(counts: number[], h: number): number[] {
 
 /** Row layout: a power-of-two span per row, as few rows as fit in MAX_ROWS. */
 function rowsFor(bytes: number): { rows: number; rowSpan: number } {
-  const rowSpan = 2 ** Math.ceil(Math.log2(Math.max(512, bytes / MAX_ROWS)));
+  const rowSpan = 2 ** Math.ceil(Math.log2(Math.max(1024, bytes / MAX_ROWS)));
   return { rows: Math.max(1, Math.ceil(bytes / rowSpan)), rowSpan };
 }
 
@@ -131,6 +131,7 @@ export function renderMapSvg(p: MapPicture): string {
   });
 
   const out: string[] = [];
+  const extentCount = p.extents.filter((e) => e.type !== 'hole').length;
   const width = LEFT + ROW_PX + 40;
   const rowH = BAR_H + lanes.length * (LANE_H + 2) + ROW_GAP;
   let y = 30;
@@ -138,7 +139,7 @@ export function renderMapSvg(p: MapPicture): string {
   y += 22;
   out.push(
     `<text x="24" y="${y}" ${FONT} font-size="13" fill="${COLOURS.faint}">${esc(
-      `${p.kind}, ${size(p.size)}, ${p.extents.filter((e) => e.type !== 'hole').length} extents; one pixel column is ${size(Math.round(colSpan))}, its colours stacked in proportion to what it holds`,
+      `${p.kind}, ${size(p.size)}, ${extentCount} extent${extentCount === 1 ? '' : 's'}; one pixel column is ${size(colSpan)}, its colours stacked in proportion to what it holds`,
     )}</text>`,
   );
   y += 34;

@@ -65,6 +65,11 @@ export function spaceFigures(stats: StoreStats, volumes: readonly SpaceVolume[])
 
 const LEFT = 24;
 const BAR_W = 960;
+/** Volumes with a colour of their own; the others share OTHERS. */
+const MAX_COLOURED = PALETTE.length;
+const OTHERS = '#b8c0cc';
+/** Volumes listed with a bar of their own. */
+const MAX_LISTED = 24;
 
 interface Segment {
   readonly label: string;
@@ -74,11 +79,17 @@ interface Segment {
 
 export function renderSpaceSvg(image: string, stats: StoreStats, volumes: readonly SpaceVolume[]): string {
   const f = spaceFigures(stats, volumes);
-  const colourOf = (i: number) => PALETTE[i % PALETTE.length]!;
+  // The biggest volumes get their own colour; past MAX_COLOURED the rest share one entry.
+  const byOwn = volumes.map((_, i) => i).sort((a, b) => f.own[b]! - f.own[a]! || a - b);
+  const coloured = new Set(byOwn.slice(0, volumes.length > MAX_COLOURED ? MAX_COLOURED - 1 : MAX_COLOURED));
+  const rest = volumes.map((_, i) => i).filter((i) => !coloured.has(i));
+  const inOrder = [...coloured].sort((a, b) => a - b); // colours follow the volume list's order
+  const colourOf = (i: number) => (coloured.has(i) ? PALETTE[inOrder.indexOf(i)]! : OTHERS);
   const segments: Segment[] = [
     { label: 'journal', bytes: f.journal, colour: COLOURS.journal },
     { label: 'metadata', bytes: f.metadata, colour: COLOURS.metadata },
-    ...volumes.map((v, i) => ({ label: `${v.name} (own data)`, bytes: f.own[i]!, colour: colourOf(i) })),
+    ...volumes.flatMap((v, i) => (coloured.has(i) ? [{ label: `${v.name} (own data)`, bytes: f.own[i]!, colour: colourOf(i) }] : [])),
+    ...(rest.length > 0 ? [{ label: `${rest.length} other volumes (own data)`, bytes: rest.reduce((n, i) => n + f.own[i]!, 0), colour: OTHERS }] : []),
     { label: 'shared by several volumes', bytes: f.shared, colour: COLOURS.shared },
     { label: 'free', bytes: f.free, colour: COLOURS.free },
   ];
@@ -122,7 +133,7 @@ export function renderSpaceSvg(image: string, stats: StoreStats, volumes: readon
   const biggest = Math.max(1, ...volumes.map((v) => v.size));
   const NAME_W = 170;
   const VBAR_W = BAR_W - NAME_W - 300;
-  volumes.forEach((v, i) => {
+  volumes.slice(0, MAX_LISTED).forEach((v, i) => {
     const w = Math.max(4, (v.size / biggest) * VBAR_W);
     const ownW = f.own[i]! > 0 ? Math.max(1, (f.own[i]! / v.size) * w) : 0;
     const shW = f.sharedBy[i]! > 0 ? Math.max(1, (f.sharedBy[i]! / v.size) * w) : 0;
@@ -137,7 +148,11 @@ export function renderSpaceSvg(image: string, stats: StoreStats, volumes: readon
     );
     y += 26;
   });
-  y += 6;
+  if (volumes.length > MAX_LISTED) {
+    out.push(`<text x="${LEFT}" y="${y + 13}" ${FONT} font-size="13" fill="${COLOURS.faint}">and ${volumes.length - MAX_LISTED} more volumes</text>`);
+    y += 26;
+  }
+  y += 14;
   swatch(out, LEFT, y, COLOURS.hole, 'not allocated (reads as zeroes)');
   y += 20;
   return document(LEFT * 2 + BAR_W, y, `space of ${image}`, out);
