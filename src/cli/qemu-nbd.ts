@@ -29,6 +29,8 @@ export async function isQcow2(path: string): Promise<boolean> {
 export interface QemuNbd {
   /** The private socket qemu-nbd listens on (export name ""). */
   readonly socket: string;
+  /** Why qemu-nbd exited, if it exits within `ms` (it may create its socket before it fails). */
+  exitError(ms: number): Promise<IomapdError | null>;
   stop(): Promise<void>;
 }
 
@@ -39,7 +41,8 @@ export async function startQemuNbd(path: string, format: string): Promise<QemuNb
   let stderr = '';
   let child: ChildProcess;
   try {
-    child = spawn('qemu-nbd', ['--read-only', `--format=${format}`, `--socket=${socket}`, '--shared=2', '--persistent', path], {
+    // Not --persistent: qemu-nbd exits when our one connection closes, even if this process dies.
+    child = spawn('qemu-nbd', ['--read-only', `--format=${format}`, `--socket=${socket}`, path], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
   } catch (err) {
@@ -47,6 +50,11 @@ export async function startQemuNbd(path: string, format: string): Promise<QemuNb
     throw err;
   }
   child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  // Settles once the child is gone ('exit' may not follow an 'error' such as ENOENT).
+  const gone = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
   const exited = new Promise<IomapdError>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) =>
       resolve(
@@ -58,10 +66,8 @@ export async function startQemuNbd(path: string, format: string): Promise<QemuNb
     child.once('exit', (code, signal) => resolve(new IomapdError('BAD_ARGUMENT', `qemu-nbd could not open ${path} as ${format} (exit ${code ?? signal}): ${stderr.trim()}`)));
   });
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-    }
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await gone;
     await rm(dir, { recursive: true, force: true });
   };
   const deadline = Date.now() + START_TIMEOUT_MS;
@@ -74,5 +80,6 @@ export async function startQemuNbd(path: string, format: string): Promise<QemuNb
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return { socket, stop };
+  const exitError = (ms: number) => Promise.race([exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), ms).unref())]);
+  return { socket, exitError, stop };
 }

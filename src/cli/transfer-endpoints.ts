@@ -122,8 +122,9 @@ export async function openSource(spec: string, format: string | undefined, isUri
       },
     };
   } catch (err) {
+    const why = await qemu.exitError(2000);
     await qemu.stop();
-    throw err;
+    throw why ?? err;
   }
 }
 

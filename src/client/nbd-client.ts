@@ -58,6 +58,8 @@ interface Pending {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** A server that leaves requests unanswered this long is taken for dead. */
+const REPLY_TIMEOUT_MS = 120_000;
 /** The longest request we send: the spec's 32-bit length, kept block-aligned. */
 export const MAX_REQUEST_LENGTH = 0xffff_f000;
 
@@ -101,6 +103,9 @@ export class NbdClient {
     };
     socket.on('error', (err) => fail((err as Error).message));
     socket.on('close', () => fail('the server closed the connection'));
+    socket.setTimeout(REPLY_TIMEOUT_MS, () => {
+      if (this.pending.size > 0) socket.destroy(new Error(`no reply within ${REPLY_TIMEOUT_MS / 1000} s`));
+    });
   }
 
   static async connect(address: NbdAddress): Promise<NbdClient> {

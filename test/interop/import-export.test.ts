@@ -162,6 +162,10 @@ describe('iomapd import and export', () => {
       failsWith(await cli('import', 'nbd+unix:///x', image, 'x'), 'BAD_ARGUMENT'); // no socket=
       failsWith(await cli('import', `nbd+unix:///x?socket=${join(dir, 'none.sock')}`, image, 'x'), 'NOT_FOUND');
       failsWith(await cli('import', raw, image, 'x', '--create', '1M'), 'NO_SPACE');
+      failsWith(await cli('import', raw, image, 'x', '--format', 'vmdk'), 'BAD_ARGUMENT');
+      const notQcow2 = await cli('import', raw, image, 'x', '--format', 'qcow2'); // qemu-nbd refuses it
+      failsWith(notQcow2, 'BAD_ARGUMENT');
+      expect(notQcow2.stderr).toMatch(/qemu-nbd could not open .* as qcow2/);
       failsWith(await cli('import', raw, join(dir, 'no.iomapd'), 'x'), 'NOT_FOUND');
       await iomapd(['import', raw, image, 'x']);
       failsWith(await cli('import', raw, image, 'x'), 'ALREADY_EXISTS');
