@@ -99,6 +99,24 @@ describe('iomapd import and export', () => {
         [5 * MiB, 4096],
         [12 * MiB, 3 * MiB],
       ]);
+
+      // Overwrite the volume (--force) after a snapshot: the snapshot still exports the old bytes,
+      // and the volume now holds the new file exactly, its old data trimmed where the new file has holes.
+      await iomapd(['snapshot', image, 'disk', 'disk-1']);
+      const second = join(dir, 'second.raw');
+      await writeFile(second, '');
+      await truncate(second, 24 * MiB);
+      await poke(second, 13 * MiB, fill(4096, 0x7e));
+      await iomapd(['import', second, image, 'disk', '--force']);
+      expect(await mapped(image, 'disk')).toEqual([[13 * MiB, 4096, 'mapped']]);
+      const snapOut = join(dir, 'snap.raw');
+      const diskOut = join(dir, 'disk.raw');
+      await iomapd(['export', image, 'disk-1', snapOut]);
+      await iomapd(['export', image, 'disk', diskOut]);
+      await runOk('cmp', [raw, snapOut]);
+      await runOk('cmp', [second, diskOut]);
+      const check = await iomapd(['check', image]);
+      expect(check.stdout).toMatch(/^clean: /m);
     });
   });
 
