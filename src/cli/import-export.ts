@@ -39,11 +39,24 @@ function volumeSizeFor(bytes: number, blockSize: number): number {
   return size <= INLINE_MAX ? size : Math.ceil(size / blockSize) * blockSize;
 }
 
+/**
+ * Runs the copy with its bar. SIGINT or SIGTERM stops it between pieces, so the caller's cleanup
+ * (removing a new volume or file) still runs; a second signal exits at once.
+ */
 async function run(label: string, source: TransferSource, target: TransferTarget, mode: ProgressMode): Promise<TransferResult> {
   const bar = startProgress(label, source.size, 'bytes', mode);
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stop.signal.aborted) process.exit(130);
+    stop.abort(new IomapdError('SHUTTING_DOWN', `${label} interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
-    return await transfer(source, target, (done, r) => bar.update(done, `${humanBytes(r.written)} written`));
+    return await transfer(source, target, (done, r) => bar.update(done, `${humanBytes(r.written)} written`), stop.signal);
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     bar.stop();
   }
 }

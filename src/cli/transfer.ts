@@ -106,7 +106,13 @@ function allZero(buf: Buffer, a: number, b: number): boolean {
   return true;
 }
 
-export async function transfer(source: TransferSource, target: TransferTarget, onProgress: (done: number, r: TransferResult) => void): Promise<TransferResult> {
+/** Copies `source` into `target`; `signal` stops it between pieces (the pieces in flight finish first). */
+export async function transfer(
+  source: TransferSource,
+  target: TransferTarget,
+  onProgress: (done: number, r: TransferResult) => void,
+  signal?: AbortSignal,
+): Promise<TransferResult> {
   const size = source.size;
   const pad = (end: number) => (end === size ? Math.min(target.size, roundUp(end, target.minimum)) : end);
   let done = 0;
@@ -156,6 +162,7 @@ export async function transfer(source: TransferSource, target: TransferTarget, o
   let stop = false;
   const worker = async () => {
     for (let n = await work.next(); !n.done && !stop; n = await work.next()) {
+      signal?.throwIfAborted();
       await copy(n.value).catch((err) => {
         stop = true; // the other workers finish their piece and take no more
         throw err;

@@ -2,6 +2,7 @@
 // sparse (SEEK_DATA of the exported file, `iomapd map` of the imported volume); qcow2 files made by
 // qemu-img and qemu-io import equal (`qemu-img compare`); NBD exports of a served iomapd are read
 // and written; every refusal is `iomapd: CODE: message` with exit 1 and leaves nothing behind.
+import { spawn } from 'node:child_process';
 import { open, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -214,5 +215,35 @@ describe('iomapd import and export', () => {
       });
     });
   });
-});
 
+  it('an interrupted import (SIGINT) removes the volume it created and leaves the image clean', async () => {
+    await withTempDir(async (dir) => {
+      const image = await newImage(dir, '1G');
+      const raw = join(dir, 'big.raw');
+      const fh = await open(raw, 'w');
+      const block = fill(8 * MiB, 0x5a);
+      for (let i = 0; i < 64; i++) await fh.write(block, 0, block.length, i * block.length); // 512 MiB of data
+      await fh.close();
+      // --progress prints the bar's first line once the volume exists and the copy starts.
+      const child = spawn(NODE, [MAIN, 'import', raw, image, 'big', '--progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no progress line within 30 s: ${stderr}`)), 30_000);
+        child.stderr.setEncoding('utf8').on('data', (d: string) => {
+          stderr += d;
+          if (stderr.includes('import [')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      child.kill('SIGINT');
+      expect(await exited).toBe(1);
+      expect(stderr).toMatch(/iomapd: SHUTTING_DOWN: import interrupted by SIGINT/);
+      const volumes = JSON.parse((await iomapd(['volume', 'ls', image, '--json'])).stdout) as Array<{ name: string }>;
+      expect(volumes.map((v) => v.name)).toEqual(['default']);
+      expect((await iomapd(['check', image])).stdout).toMatch(/^clean: 1 volumes, 0 extents/m);
+    });
+  });
+});

@@ -107,4 +107,15 @@ describe('transfer', () => {
     };
     await expect(transfer(fakeSource(src, runs), t.target, () => {})).rejects.toThrow('disk on fire');
   });
+
+  it('stops between pieces when its signal is aborted', async () => {
+    const t = fakeTarget(size, 512, true, 0);
+    const stop = new AbortController();
+    let calls = 0;
+    const r = transfer(fakeSource(src, runs), t.target, () => {
+      if (++calls === 1) stop.abort(new Error('interrupted'));
+    }, stop.signal);
+    await expect(r).rejects.toThrow('interrupted');
+    expect(calls).toBeLessThanOrEqual(4); // the pieces already in flight, one per worker
+  });
 });
