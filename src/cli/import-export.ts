@@ -40,23 +40,33 @@ function volumeSizeFor(bytes: number, blockSize: number): number {
 }
 
 /**
- * Runs the copy with its bar. SIGINT or SIGTERM stops it between pieces, so the caller's cleanup
- * (removing a new volume or file) still runs; a second signal exits at once.
+ * Runs `fn` with SIGINT and SIGTERM turned into an abort of its signal, so the copy stops between
+ * pieces and the command's cleanup (removing a new volume or file) still runs; a second signal
+ * exits at once.
  */
-async function run(label: string, source: TransferSource, target: TransferTarget, mode: ProgressMode): Promise<TransferResult> {
-  const bar = startProgress(label, source.size, 'bytes', mode);
+async function interruptible<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const stop = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
     if (stop.signal.aborted) process.exit(130);
-    stop.abort(new IomapdError('SHUTTING_DOWN', `${label} interrupted by ${sig}`));
+    stop.abort(new IomapdError('SHUTTING_DOWN', `${what} interrupted by ${sig}`));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await transfer(source, target, (done, r) => bar.update(done, `${humanBytes(r.written)} written`), stop.signal);
+    return await fn(stop.signal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/** The copy, with its bar. */
+async function run(label: string, source: TransferSource, target: TransferTarget, mode: ProgressMode, signal: AbortSignal): Promise<TransferResult> {
+  signal.throwIfAborted();
+  const bar = startProgress(label, source.size, 'bytes', mode);
+  try {
+    return await transfer(source, target, (done, r) => bar.update(done, `${humanBytes(r.written)} written`), signal);
+  } finally {
     bar.stop();
   }
 }
@@ -72,7 +82,7 @@ interface ImportOptions {
   progress?: boolean;
 }
 
-async function importCommand(spec: string, image: string, volume: string, o: ImportOptions): Promise<void> {
+async function importCommand(spec: string, image: string, volume: string, o: ImportOptions, signal: AbortSignal): Promise<void> {
   const isUri = looksLikeNbdUri(spec);
   const source = await openSource(spec, o.format, isUri);
   let store: ImageStore | null = null;
@@ -91,7 +101,7 @@ async function importCommand(spec: string, image: string, volume: string, o: Imp
     if (facts.snapshot || facts.readOnly) throw new IomapdError('READ_ONLY', `volume ${volume} is ${facts.snapshot ? 'a snapshot' : 'read-only'}`);
     if (facts.size < source.size) throw new IomapdError('NO_SPACE', `volume ${volume} holds ${facts.size} bytes, less than ${source.name} (${source.size} bytes)`);
     const device = new Engine(store).device(volume);
-    const r = await run('import', source, volumeTarget(device, volume, created), progressMode(o.progress));
+    const r = await run('import', source, volumeTarget(device, volume, created), progressMode(o.progress), signal);
     process.stdout.write(`imported ${source.name} into ${image} volume ${volume} (${created ? 'new' : 'overwritten'}): ${summary(r)}\n`);
   } catch (err) {
     if (created && store) await store.deleteVolume(volume).catch(() => {});
@@ -102,7 +112,7 @@ async function importCommand(spec: string, image: string, volume: string, o: Imp
   }
 }
 
-async function exportCommand(image: string, volume: string, spec: string, o: { force?: boolean; progress?: boolean }): Promise<void> {
+async function exportCommand(image: string, volume: string, spec: string, o: { force?: boolean; progress?: boolean }, signal: AbortSignal): Promise<void> {
   const store = await openForTransfer(image, true, 'exported from');
   try {
     const device = new Engine(store).device(volume);
@@ -110,7 +120,7 @@ async function exportCommand(image: string, volume: string, spec: string, o: { f
     if (looksLikeNbdUri(spec)) {
       const target = await nbdTarget(spec, source.size);
       try {
-        const r = await run('export', source, target, progressMode(o.progress));
+        const r = await run('export', source, target, progressMode(o.progress), signal);
         process.stdout.write(`exported ${image} volume ${volume} to ${target.name}: ${summary(r)}\n`);
       } finally {
         await target.close();
@@ -119,7 +129,7 @@ async function exportCommand(image: string, volume: string, spec: string, o: { f
     }
     const target = await rawFileTarget(spec, source.size, !!o.force);
     try {
-      const r = await run('export', source, target, progressMode(o.progress));
+      const r = await run('export', source, target, progressMode(o.progress), signal);
       await target.close();
       process.stdout.write(`exported ${image} volume ${volume} to ${spec}: ${summary(r)}\n`);
     } catch (err) {
@@ -153,7 +163,7 @@ export function registerImportExport(program: Command): void {
     .option('--format <raw|qcow2>', "read the file as this format instead of guessing from its header")
     .option('--progress', 'draw a progress bar on stderr even when it is not a terminal')
     .option('--no-progress', 'never draw a progress bar')
-    .action(action((source: string, image: string, volume: string, o: ImportOptions) => importCommand(source, image, volume, o)));
+    .action(action((source: string, image: string, volume: string, o: ImportOptions) => interruptible('import', (signal) => importCommand(source, image, volume, o, signal))));
 
   program
     .command('export')
@@ -164,5 +174,9 @@ export function registerImportExport(program: Command): void {
     .option('--force', 'replace an existing file')
     .option('--progress', 'draw a progress bar on stderr even when it is not a terminal')
     .option('--no-progress', 'never draw a progress bar')
-    .action(action((image: string, volume: string, target: string, o: { force?: boolean; progress?: boolean }) => exportCommand(image, volume, target, o)));
+    .action(
+      action((image: string, volume: string, target: string, o: { force?: boolean; progress?: boolean }) =>
+        interruptible('export', (signal) => exportCommand(image, volume, target, o, signal)),
+      ),
+    );
 }

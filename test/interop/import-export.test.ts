@@ -56,6 +56,8 @@ async function poke(path: string, offset: number, data: Buffer): Promise<void> {
 }
 
 const fill = (n: number, byte: number) => Buffer.alloc(n, byte);
+/** Each test runs the CLI many times (a second or two each on a loaded machine). */
+const SLOW = 240_000;
 
 async function newImage(dir: string, size = '64M'): Promise<string> {
   const image = join(dir, 'a.iomapd');
@@ -119,7 +121,7 @@ describe('iomapd import and export', () => {
       const check = await iomapd(['check', image]);
       expect(check.stdout).toMatch(/^clean: /m);
     });
-  });
+  }, SLOW);
 
   it('a qcow2 file made by qemu-img and qemu-io imports equal, its unallocated and zero clusters as holes', async (ctx) => {
     requireTool(ctx, 'qemu-img', 'qemu-io');
@@ -136,7 +138,7 @@ describe('iomapd import and export', () => {
       await iomapd(['export', image, 'q', out]);
       await runOk('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', qcow2, out]);
     });
-  });
+  }, SLOW);
 
   it('imports from an NBD export of a served iomapd and exports into one, holes as holes both ways', async (ctx) => {
     requireTool(ctx, 'qemu-io', 'nbdinfo', 'cmp', 'nbdcopy');
@@ -165,7 +167,7 @@ describe('iomapd import and export', () => {
         expect(data).toEqual([[2 * MiB, MiB], [9 * MiB, 4096]]);
       });
     });
-  });
+  }, SLOW);
 
   it('refuses bad input with a clear error and leaves nothing half-made', async (ctx) => {
     requireTool(ctx, 'qemu-img');
@@ -206,6 +208,16 @@ describe('iomapd import and export', () => {
       await expect(stat(join(dir, 'n.raw'))).rejects.toThrow();
       await iomapd(['export', image, 'x', out, '--force']);
       expect((await stat(out)).size).toBe(2 * MiB);
+    });
+  }, SLOW);
+
+  it('refuses to import into or export from a served image (LOCKED)', async () => {
+    await withTempDir(async (dir) => {
+      const image = await newImage(dir, '8M');
+      const raw = join(dir, 'in.raw');
+      await writeFile(raw, fill(2 * MiB, 0x77));
+      await iomapd(['import', raw, image, 'x']);
+      const cli = (...args: string[]) => run(NODE, [MAIN, ...args]);
 
       // A served image is LOCKED for both commands.
       await withIomapd({ transport: 'unix', file: image }, async (server) => {
@@ -214,7 +226,7 @@ describe('iomapd import and export', () => {
         expect(server.uri).toMatch(/^nbd\+unix:/);
       });
     });
-  });
+  }, SLOW);
 
   it('an interrupted import (SIGINT) removes the volume it created and leaves the image clean', async () => {
     await withTempDir(async (dir) => {
@@ -245,5 +257,5 @@ describe('iomapd import and export', () => {
       expect(volumes.map((v) => v.name)).toEqual(['default']);
       expect((await iomapd(['check', image])).stdout).toMatch(/^clean: 1 volumes, 0 extents/m);
     });
-  });
+  }, SLOW);
 });

@@ -97,5 +97,5 @@ describe('pictures in a browser', () => {
         expect(infoDom).toContain(text);
       }
     });
-  });
+  }, 300_000); // five Chromium runs and a daemon, on a loaded machine
 });

@@ -51,5 +51,5 @@ describe('progress bars', () => {
       const checkPipe = await run(NODE, [MAIN, 'check', image]);
       expect(checkPipe.stderr).toBe('');
     });
-  });
+  }, 180_000);
 });

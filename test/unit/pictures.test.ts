@@ -67,15 +67,15 @@ describe('spaceFigures', () => {
 });
 
 describe('renderMapSvg', () => {
-  it('aggregates a million tiny extents of a 16 TiB volume into a bounded picture', () => {
+  it('aggregates 250,000 tiny extents of a 16 TiB volume into a bounded picture', () => {
     const extents: ExtentInfo[] = [];
     const T = 2 ** 40;
-    for (let i = 0; i < 1_000_000; i++) extents.push({ offset: i * 16 * 2 ** 20, length: K, type: 'mapped', physical: i * K, shared: i % 2 === 0 });
+    for (let i = 0; i < 250_000; i++) extents.push({ offset: i * 64 * 2 ** 20, length: K, type: 'mapped', physical: i * K, shared: i % 2 === 0 });
     const svg = renderMapSvg({ image: 'big.iomapd', volume: 'huge', size: 16 * T, kind: 'volume', extents, sharers: [] });
     expect(svg.length).toBeLessThan(2_000_000);
     expect(svg).toContain('one pixel column is 4 GiB');
     expect(svg).toContain('+4 TiB');
     expect(svg).toContain('12 TiB');
     expect(svg).toContain('hole 16 TiB');
-  });
+  }, 30_000);
 });
