@@ -8,7 +8,7 @@ import type { VolumeDevice } from '../engine/volume-device.ts';
 import { FileStorage } from '../storage/file-storage.ts';
 import { IomapdError } from '../util/errors.ts';
 import { isQcow2, startQemuNbd } from './qemu-nbd.ts';
-import type { SourceRun, TransferSource, TransferTarget } from './transfer.ts';
+import { GRAIN, type SourceRun, type TransferSource, type TransferTarget } from './transfer.ts';
 
 /** Runs a source can report in one call. */
 const MAX_RUNS = 1024;
@@ -64,8 +64,16 @@ function nbdRuns(client: NbdClient): (offset: number, length: number) => Promise
   return async (offset, length) => (await client.blockStatus(offset, length)).map((r) => ({ length: r.length, data: !r.hole && !r.zero }));
 }
 
+/** The copy loop's requests are aligned to GRAIN: an export that needs more cannot take them. */
+async function checkMinimum(client: NbdClient): Promise<void> {
+  if (client.minimum <= GRAIN) return;
+  await client.close();
+  throw new IomapdError('NOT_SUPPORTED', `${client.uri} wants requests aligned to ${client.minimum} bytes; import and export align to ${GRAIN}`);
+}
+
 export async function nbdSource(uri: string): Promise<TransferSource> {
   const client = await NbdClient.connect(parseNbdUri(uri));
+  await checkMinimum(client);
   return { name: client.uri, size: client.size, runs: nbdRuns(client), read: (into, offset) => client.read(into, offset), close: () => client.close() };
 }
 
@@ -73,6 +81,7 @@ export async function nbdSource(uri: string): Promise<TransferSource> {
 export async function nbdTarget(uri: string, size: number): Promise<TransferTarget & { close(): Promise<void> }> {
   const address = parseNbdUri(uri);
   const client = await NbdClient.connect(address);
+  await checkMinimum(client);
   const fail = async (e: IomapdError) => {
     await client.close();
     throw e;
