@@ -33,6 +33,12 @@ async function openForTransfer(image: string, readOnly: boolean, verb: string): 
   }
 }
 
+/** Whether two paths name one file (the second exists; the first may not). */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([stat(a).catch(() => null), stat(b)]);
+  return x !== null && x.dev === y.dev && x.ino === y.ino;
+}
+
 /** The size a new volume gets for a source of `bytes`: rounded up to what a volume may be. */
 function volumeSizeFor(bytes: number, blockSize: number): number {
   const size = Math.max(512, Math.ceil(bytes / 512) * 512);
@@ -102,6 +108,9 @@ async function importCommand(spec: string, image: string, volume: string, o: Imp
     if (facts.size < source.size) throw new IomapdError('NO_SPACE', `volume ${volume} holds ${facts.size} bytes, less than ${source.name} (${source.size} bytes)`);
     const device = new Engine(store).device(volume);
     const r = await run('import', source, volumeTarget(device, volume, created), progressMode(o.progress), signal);
+    const closing = store;
+    store = null; // closed here, so a failing close is reported rather than swallowed
+    await closing.close();
     process.stdout.write(`imported ${source.name} into ${image} volume ${volume} (${created ? 'new' : 'overwritten'}): ${summary(r)}\n`);
   } catch (err) {
     if (created && store) await store.deleteVolume(volume).catch(() => {});
@@ -127,6 +136,7 @@ async function exportCommand(image: string, volume: string, spec: string, o: { f
       }
       return;
     }
+    if (await sameFile(spec, image)) throw new IomapdError('BAD_ARGUMENT', `${spec} is the image itself`);
     const target = await rawFileTarget(spec, source.size, !!o.force);
     try {
       const r = await run('export', source, target, progressMode(o.progress), signal);

@@ -208,6 +208,8 @@ describe('iomapd import and export', () => {
       await expect(stat(join(dir, 'n.raw'))).rejects.toThrow();
       await iomapd(['export', image, 'x', out, '--force']);
       expect((await stat(out)).size).toBe(2 * MiB);
+      failsWith(await cli('export', image, 'x', image, '--force'), 'BAD_ARGUMENT'); // never truncate the image itself
+      expect((await iomapd(['check', image])).stdout).toMatch(/^clean: /m);
     });
   }, SLOW);
 
