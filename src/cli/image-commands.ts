@@ -1,13 +1,15 @@
 // Image administration commands: create, volume, snapshot, clone, info, map, stats, reload, check.
 // Parsing and printing only; the work is in src/fs, reached directly or, while a daemon serves the
 // image, through its control channel (src/control).
-import { unlink } from 'node:fs/promises';
+import { unlink, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { IomapdError } from '../util/errors.ts';
 import type { ImageAdmin, ReloadResult } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
 import { checkImageFile, createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
+import { progressMode, startProgress } from './progress.ts';
+import { mapSvg, spaceSvg } from './svg/pictures.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 
@@ -187,8 +189,14 @@ export function registerImageCommands(program: Command): void {
     .description('print the image header, space use and volumes')
     .argument('<image>')
     .option('--json', 'print JSON')
+    .option('--svg <file>', "draw the image's space (journal, metadata, each volume's data, shared, free) as an SVG picture")
     .action(
-      run(async (image: string, o: { json?: boolean }) => {
+      run(async (image: string, o: { json?: boolean; svg?: string }) => {
+        if (o.svg !== undefined) {
+          await writeFile(o.svg, await withImage(image, true, (a) => spaceSvg(a, image)));
+          process.stdout.write(`wrote ${o.svg}\n`);
+          return;
+        }
         const { stats, volumes } = await withImage(image, true, (a) => a.info());
         if (o.json) {
           process.stdout.write(`${JSON.stringify({ ...stats, volumes }, null, 2)}\n`);
@@ -216,8 +224,14 @@ export function registerImageCommands(program: Command): void {
     .argument('<image>')
     .argument('<volume>')
     .option('--json', 'print JSON')
+    .option('--svg <file>', 'draw the map as an SVG picture (types, sharing with snapshots and clones) instead of listing it')
     .action(
-      run(async (image: string, vol: string, o: { json?: boolean }) => {
+      run(async (image: string, vol: string, o: { json?: boolean; svg?: string }) => {
+        if (o.svg !== undefined) {
+          await writeFile(o.svg, await withImage(image, true, (a) => mapSvg(a, image, vol)));
+          process.stdout.write(`wrote ${o.svg}\n`);
+          return;
+        }
         const rows = await withImage(image, true, (a) => a.map(vol));
         if (o.json) {
           process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
@@ -261,9 +275,15 @@ export function registerImageCommands(program: Command): void {
     .argument('<image>')
     .option('--repair', 'rebuild reference counts and free space and rewrite the metadata')
     .option('--json', 'print JSON')
+    .option('--progress', 'draw a progress bar (extents checked) on stderr even when it is not a terminal')
+    .option('--no-progress', 'never draw a progress bar')
     .action(
-      run(async (image: string, o: { repair?: boolean; json?: boolean }) => {
-        const r = await checkImageFile(image, !!o.repair);
+      run(async (image: string, o: { repair?: boolean; json?: boolean; progress?: boolean }) => {
+        let bar: ReturnType<typeof startProgress> | null = null;
+        const r = await checkImageFile(image, !!o.repair, (done, total) => {
+          bar ??= startProgress('check', total, 'items', progressMode(o.progress));
+          bar.update(done);
+        }).finally(() => bar?.stop());
         if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         else {
           for (const n of r.notes) process.stdout.write(`note: ${n}\n`);

@@ -24,6 +24,9 @@ export interface CheckReport {
 
 const MAX_LISTED = 50;
 
+/** Progress of a check's walk: extents checked so far, of all the image's extents. */
+export type CheckProgress = (done: number, total: number) => void;
+
 /** Reference segments: [start, end) with the number of references, sorted, count >= 1. */
 function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: number[]; ends: number[]; counts: number[] } {
   let n = extra.length;
@@ -78,9 +81,10 @@ function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: num
 
 /**
  * `transient` lists blocks of a live store that are neither used nor free: pending frees and
- * allocations not yet linked. A freshly opened store has none.
+ * allocations not yet linked. A freshly opened store has none. `onProgress`, if given, hears how
+ * many extents of all volumes the walk has checked (every 4096, and at the end).
  */
-export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], transient: readonly Run[] = []): CheckReport {
+export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], transient: readonly Run[] = [], onProgress?: CheckProgress): CheckReport {
   const errors: string[] = [];
   const err = (m: string) => {
     if (errors.length < MAX_LISTED) errors.push(m);
@@ -88,6 +92,8 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
   };
   const B = meta.blockSize;
   let extents = 0;
+  let totalExtents = 0;
+  if (onProgress) for (const v of meta.volumes.values()) totalExtents += v.map.size;
   for (const v of meta.volumes.values()) {
     if (!validVolumeName(v.name)) err(`volume ${v.id}: bad name ${JSON.stringify(v.name)}`);
     if (v.inline) {
@@ -99,6 +105,7 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
     let prevEnd = -1;
     for (const x of v.map.entries()) {
       extents++;
+      if (onProgress && extents % 4096 === 0) onProgress(extents, totalExtents);
       const e: Extent = x.v;
       if (e.len <= 0 || !Number.isInteger(e.len)) err(`volume ${v.name}: empty extent at block ${x.start}`);
       if (x.start < prevEnd) err(`volume ${v.name}: extents overlap at block ${x.start}`);
@@ -108,6 +115,7 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
       prevEnd = x.start + e.len;
     }
   }
+  onProgress?.(extents, totalExtents);
   for (const r of checkpointRuns) {
     if (r.start + r.len > meta.dataBlocks) err('checkpoint blocks lie outside the data area');
   }

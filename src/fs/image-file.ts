@@ -6,7 +6,7 @@ import { FileStorage } from '../storage/file-storage.ts';
 import { type CacheMode, type OpenedFile, openFileStorage } from '../storage/open-file.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { InlineIoModes } from '../util/fd-io.ts';
-import { type CheckReport, rebuildMetadata, verifyMetadata } from './check.ts';
+import { type CheckProgress, type CheckReport, rebuildMetadata, verifyMetadata } from './check.ts';
 import { type CreateOptions, ImageStore, type OpenOptions } from './image-store.ts';
 import { ImageLock } from './lock.ts';
 
@@ -64,7 +64,7 @@ export interface ImageCheckResult extends CheckReport {
 }
 
 /** Runs every check on the image; with repair, rebuilds derived metadata and rewrites it. */
-export async function checkImageStore(store: ImageStore, repair: boolean): Promise<ImageCheckResult> {
+export async function checkImageStore(store: ImageStore, repair: boolean, onProgress?: CheckProgress): Promise<ImageCheckResult> {
   const notes = [...store.superblockProblems];
   const replayErrors: string[] = [];
   if (store.replay && store.replay.stop !== 'end') {
@@ -73,7 +73,7 @@ export async function checkImageStore(store: ImageStore, repair: boolean): Promi
     else notes.push(`journal: replay stopped: ${stop} (an interrupted commit; nothing committed is lost)`);
   }
   if (store.replay) notes.push(`journal: replayed ${store.replay.transactions} transactions, ${store.replay.ops} ops`);
-  const first = verifyMetadata(store.meta, store.checkpointRuns);
+  const first = verifyMetadata(store.meta, store.checkpointRuns, [], onProgress);
   first.errors.unshift(...replayErrors);
   if (!repair || (first.errors.length === 0 && store.superblockProblems.length === 0)) {
     return { ...first, notes, repaired: false, unreadable: false };
@@ -86,7 +86,7 @@ export async function checkImageStore(store: ImageStore, repair: boolean): Promi
   return { ...after, notes, repaired: true, unreadable: false };
 }
 
-export async function checkImageFile(path: string, repair: boolean): Promise<ImageCheckResult> {
+export async function checkImageFile(path: string, repair: boolean, onProgress?: CheckProgress): Promise<ImageCheckResult> {
   let store: ImageStore;
   try {
     store = await openImageFile(path, { readOnly: !repair });
@@ -106,7 +106,7 @@ export async function checkImageFile(path: string, repair: boolean): Promise<Ima
     throw err;
   }
   try {
-    return await checkImageStore(store, repair);
+    return await checkImageStore(store, repair, onProgress);
   } finally {
     await store.close();
   }

@@ -98,6 +98,8 @@ const TOOLS = {
   cmp: { debianPackage: 'diffutils', probe: () => onPath('cmp') },
   'nbd-client': { debianPackage: 'nbd-client', probe: () => onPath('nbd-client') || existsSync('/usr/sbin/nbd-client') },
   'systemd-socket-activate': { debianPackage: 'systemd', probe: () => onPath('systemd-socket-activate') },
+  chromium: { debianPackage: 'chromium', probe: () => onPath('chromium') },
+  script: { debianPackage: 'bsdutils', probe: () => onPath('script') },
 } satisfies Record<string, ToolInfo>;
 
 export type ToolName = keyof typeof TOOLS;

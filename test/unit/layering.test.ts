@@ -16,6 +16,7 @@
 //             surface (SERVER_SURFACE: the server object and its export registry), never the
 //             connection machinery (negotiation, dispatch, validation, replies ...); request-metrics.ts
 //             is on the surface for /metrics
+//   client    protocol, util (a small NBD client for import/export: the wire's constants and framing)
 //   cli       anything (the composition root)
 // Nothing imports cli.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -30,8 +31,8 @@ const ENGINE_INTERFACE = new Set(['engine/block-device.ts', 'engine/block-sizes.
 /** The server files the control channel may drive. */
 const SERVER_SURFACE = new Set(['server/nbd-server.ts', 'server/export-registry.ts', 'server/request-metrics.ts']);
 
-type Layer = 'util' | 'protocol' | 'storage' | 'fs' | 'engine' | 'devices' | 'server' | 'control' | 'cli';
-const LAYERS: readonly Layer[] = ['util', 'protocol', 'storage', 'fs', 'engine', 'devices', 'server', 'control', 'cli'];
+type Layer = 'util' | 'protocol' | 'storage' | 'fs' | 'engine' | 'devices' | 'server' | 'control' | 'client' | 'cli';
+const LAYERS: readonly Layer[] = ['util', 'protocol', 'storage', 'fs', 'engine', 'devices', 'server', 'control', 'client', 'cli'];
 
 interface Rule {
   /** What the rule says, printed with a violation. */
@@ -66,6 +67,7 @@ const RULES: Record<Layer, Rule> = {
       to === 'engine/engine.ts' ||
       SERVER_SURFACE.has(to),
   },
+  client: { text: 'client may import protocol and util', allows: layers('protocol', 'util') },
   cli: { text: 'cli may import anything', allows: () => true },
 };
 
