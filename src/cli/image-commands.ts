@@ -8,6 +8,7 @@ import type { ImageAdmin, ReloadResult } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
 import { checkImageFile, createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
+import { registerDiff } from './diff-command.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 
@@ -181,6 +182,8 @@ export function registerImageCommands(program: Command): void {
         process.stdout.write(`clone ${name} of ${snap}\n`);
       }),
     );
+
+  registerDiff(program);
 
   program
     .command('info')
