@@ -48,7 +48,7 @@ export class Engine {
       const facts = volumes.facts(volume);
       const s = this.state(volume);
       const readOnly = facts.readOnly || facts.snapshot || volumes.imageReadOnly;
-      d = new VolumeDevice({ mapper, data, durability, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log });
+      d = new VolumeDevice({ mapper, data, durability, volumes, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log });
       this.devices.set(volume, d);
     }
     return d;
