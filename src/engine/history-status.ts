@@ -9,14 +9,17 @@
 // was there when the volume was made and neither has changed it since. Without a per-extent
 // generation the metadata cannot say more: a block only this volume holds was written here, or
 // (for a snapshot) its origin has moved on since, which makes this volume the layer providing it.
-import { diffVolumes, historyPoints } from '../fs/diff.ts';
+import { diffStream, historyPoints } from '../fs/diff.ts';
 import type { Mapper } from '../fs/mapper.ts';
 import { type ExtentInfo, MappingType } from '../fs/mapping.ts';
 import type { Volumes } from '../fs/volumes.ts';
 import type { StatusRun, VolumeHistory } from './block-device.ts';
 
-/** Caps one answer, like block-status.ts (the client asks again for the rest). */
-const MAX_RUNS = 1 << 16;
+/**
+ * Caps one answer (the client asks again for the rest). Lower than block-status.ts's: each run
+ * here costs walks of two or more maps, and qemu asks with REQ_ONE, one run per request.
+ */
+const MAX_RUNS = 4096;
 
 export class HistoryStatus implements VolumeHistory {
   private readonly mapper: Mapper;
@@ -36,9 +39,10 @@ export class HistoryStatus implements VolumeHistory {
 
   async dirty(from: string, offset: number, length: number): Promise<StatusRun[]> {
     const end = offset + length;
-    const ranges = await diffVolumes({ mapper: this.mapper, volumes: this.volumes }, from, this.name, offset, end);
+    const ranges = await diffStream({ mapper: this.mapper, volumes: this.volumes }, from, this.name, offset, end);
     const out: StatusRun[] = [];
     let pos = offset;
+    // One synchronous loop over the lazy walk: a consistent view, and it stops at the cap.
     for (const r of ranges) {
       const s = Math.max(r.offset, offset);
       const e = Math.min(r.offset + r.length, end);
@@ -46,19 +50,21 @@ export class HistoryStatus implements VolumeHistory {
       if (s > pos) push(out, s - pos, 0);
       push(out, e - s, 1);
       pos = e;
-      if (out.length >= MAX_RUNS) return out;
+      if (out.length >= MAX_RUNS) return out.slice(0, MAX_RUNS); // a prefix is a valid answer
     }
     if (pos < end) push(out, end - pos, 0);
     return out;
   }
 
   async depth(offset: number, length: number): Promise<StatusRun[]> {
-    const end = offset + length;
     const chain = this.volumes.lineage(this.name);
-    let runs: Array<{ offset: number; length: number; key: number | null; depth: number }> = keyRuns(this.mapper, this.name, offset, end).map((r) => ({ ...r, depth: r.key === null ? 0 : 1 }));
+    const own = keyRuns(this.mapper, this.name, offset, offset + length, MAX_RUNS);
+    // Answer only as far as the capped walk reached; the origins are walked over that much.
+    const end = Math.min(offset + length, own.length > 0 ? own[own.length - 1]!.offset + own[own.length - 1]!.length : offset);
+    let runs: Array<{ offset: number; length: number; key: number | null; depth: number }> = own.map((r) => ({ ...r, depth: r.key === null ? 0 : 1 }));
     for (let k = 1; k < chain.length; k++) {
       if (!runs.some((r) => r.depth === k)) break;
-      const origin = keyRuns(this.mapper, chain[k]!.name, offset, Math.min(end, chain[k]!.size));
+      const origin = keyRuns(this.mapper, chain[k]!.name, offset, Math.min(end, chain[k]!.size), Infinity);
       runs = deepen(runs, origin, k);
     }
     const out: StatusRun[] = [];
@@ -85,10 +91,13 @@ function blockKey(e: ExtentInfo): number | null {
   return (e.physical - e.offset) * 4 + (e.type === MappingType.MAPPED ? 2 : 3);
 }
 
-function keyRuns(mapper: Mapper, name: string, start: number, end: number): Array<{ offset: number; length: number; key: number | null }> {
+function keyRuns(mapper: Mapper, name: string, start: number, end: number, max: number): Array<{ offset: number; length: number; key: number | null }> {
   const out: Array<{ offset: number; length: number; key: number | null }> = [];
   if (end <= start) return out;
-  for (const e of mapper.extents(name, start, end)) out.push({ offset: e.offset, length: e.length, key: blockKey(e) });
+  for (const e of mapper.extents(name, start, end)) {
+    out.push({ offset: e.offset, length: e.length, key: blockKey(e) });
+    if (out.length >= max) break;
+  }
   return out;
 }
 

@@ -71,10 +71,18 @@ export function historyPair(volumes: Volumes, from: string, to: string): { from:
 
 /** The ranges of [start, end) of TO that may differ from FROM, merged, in order. */
 export async function diffVolumes(parts: DiffParts, from: string, to: string, start = 0, end = Infinity): Promise<DiffRange[]> {
+  return [...(await diffStream(parts, from, to, start, end))];
+}
+
+/**
+ * The same ranges, produced lazily, so a caller that needs only the first few (block status)
+ * walks only that far. Iterate it in one synchronous loop: the maps are read as it goes.
+ */
+export async function diffStream(parts: DiffParts, from: string, to: string, start = 0, end = Infinity): Promise<Iterable<DiffRange>> {
   const pair = historyPair(parts.volumes, from, to);
   const stop = Math.min(end, pair.to.size);
   if (pair.from.inline || pair.to.inline) return inlineDiff(parts.mapper, pair.from, pair.to, start, stop);
-  return merge(changedRanges(parts.mapper, pair.from, pair.to, start, stop));
+  return merged(changedRanges(parts.mapper, pair.from, pair.to, start, stop));
 }
 
 /** Sums the lengths of ranges. */
@@ -119,13 +127,19 @@ function next(it: Iterator<ExtentInfo>): ExtentInfo | null {
 
 /** Joins touching ranges with the same zero flag. */
 export function merge(pieces: Iterable<DiffRange>): DiffRange[] {
-  const out: DiffRange[] = [];
+  return [...merged(pieces)];
+}
+
+function* merged(pieces: Iterable<DiffRange>): Generator<DiffRange> {
+  let last: DiffRange | null = null;
   for (const p of pieces) {
-    const last = out[out.length - 1];
     if (last && last.offset + last.length === p.offset && last.zero === p.zero) last.length += p.length;
-    else out.push({ ...p });
+    else {
+      if (last) yield last;
+      last = { ...p };
+    }
   }
-  return out;
+  if (last) yield last;
 }
 
 /**

@@ -26,7 +26,7 @@ async function write(c: TestClient, offset: number, length: number, cookie: bigi
 }
 
 beforeEach(async () => {
-  store = await ImageStore.create(new MemoryStorage(), { dataBytes: 4 << 20, journalBytes: 256 << 10 });
+  store = await ImageStore.create(new MemoryStorage(), { dataBytes: 16 << 20, journalBytes: 256 << 10 });
   await store.createVolume('vol', SIZE);
   engine = new Engine(store);
   t = await startServer(
@@ -154,6 +154,35 @@ describe('qemu:dirty-bitmap: and qemu:allocation-depth over the wire', () => {
       ]);
     } finally {
       await t2.stop();
+    }
+  });
+
+  it('caps one answer at 4096 runs; asking again from where it stopped covers the rest', async () => {
+    const BLOCKS = 5000;
+    await store.createVolume('big', BLOCKS * B);
+    await engine.snapshot('big', 'empty');
+    const dev = engine.device('big');
+    for (let b = 0; b < BLOCKS; b += 2) await dev.write(pattern(B, b), b * B, { fua: false });
+    const t3 = await startServer([{ name: 'big', device: dev }], 'unix');
+    try {
+      const c = await t3.connect();
+      const n = await c.negotiate({ name: 'big', structured: true, extended: true, meta: ['qemu:dirty-bitmap:empty', 'qemu:allocation-depth'] });
+      for (const context of ['qemu:dirty-bitmap:empty', 'qemu:allocation-depth']) {
+        const id = n.contextIds.get(context)!;
+        const first = (await status(c, 0, BLOCKS * B, 1n)).byId.get(id)!;
+        expect(first).toHaveLength(4096);
+        const runs: number[][] = [...first];
+        let pos = first.reduce((k, [len]) => k + len!, 0);
+        for (let cookie = 2n; pos < BLOCKS * B; cookie++) {
+          const more = (await status(c, pos, BLOCKS * B - pos, cookie)).byId.get(id)!;
+          runs.push(...more);
+          pos += more.reduce((k, [len]) => k + len!, 0);
+        }
+        // every other block written: dirty / depth 1, then clean / hole
+        expect(runs).toEqual(Array.from({ length: BLOCKS }, (_, b) => [B, b % 2 === 0 ? 1 : 0]));
+      }
+    } finally {
+      await t3.stop();
     }
   });
 });
