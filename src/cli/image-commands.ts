@@ -8,6 +8,7 @@ import type { ImageAdmin, ReloadResult } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
 import { checkImageFile, createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
+import { registerBackup } from './backup-command.ts';
 import { registerDiff } from './diff-command.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
@@ -184,6 +185,7 @@ export function registerImageCommands(program: Command): void {
     );
 
   registerDiff(program);
+  registerBackup(program);
 
   program
     .command('info')

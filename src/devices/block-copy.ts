@@ -1,0 +1,54 @@
+// Copies ranges from one block device to another: what `iomapd backup` does with a snapshot of a
+// volume (the source) and a raw file or block device (the destination). Ranges the source reads
+// as zeros become zeroing on the destination that may punch holes, so a copy stays sparse.
+import type { BlockDevice } from '../engine/block-device.ts';
+
+/** A range to copy; `zero`: the source reads zeros there (a hole or unwritten), so none is read. */
+export interface CopyRange {
+  readonly offset: number;
+  readonly length: number;
+  readonly zero: boolean;
+}
+
+export interface CopyResult {
+  /** Bytes read from the source and written to the destination. */
+  bytesWritten: number;
+  /** Bytes zeroed on the destination (punched where the file system allows it). */
+  bytesZeroed: number;
+}
+
+/** Called after each piece with the bytes done so far and in all (a progress bar's hook). */
+export type CopyProgress = (done: number, total: number) => void;
+
+/** Bytes per read and write: large enough to stream, small enough to keep memory flat. */
+const CHUNK = 4 << 20;
+
+export async function copyRanges(src: BlockDevice, dst: BlockDevice, ranges: readonly CopyRange[], onProgress?: CopyProgress): Promise<CopyResult> {
+  const total = ranges.reduce((n, r) => n + r.length, 0);
+  const result: CopyResult = { bytesWritten: 0, bytesZeroed: 0 };
+  let done = 0;
+  const buf = Buffer.alloc(Math.min(CHUNK, Math.max(512, ...ranges.map((r) => r.length))));
+  for (const r of ranges) {
+    for (let at = r.offset; at < r.offset + r.length; ) {
+      const n = Math.min(buf.length, r.offset + r.length - at);
+      const piece = buf.subarray(0, n);
+      let zero = r.zero;
+      if (!zero) {
+        await src.read(piece, at);
+        zero = piece.every((b) => b === 0); // written zeros need no space in the copy either
+      }
+      if (zero) {
+        await dst.zero(at, n, { fua: false, mayTrim: true, fast: false });
+        result.bytesZeroed += n;
+      } else {
+        await dst.write(piece, at, { fua: false });
+        result.bytesWritten += n;
+      }
+      at += n;
+      done += n;
+      onProgress?.(done, total);
+    }
+  }
+  await dst.flush();
+  return result;
+}
