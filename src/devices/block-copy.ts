@@ -22,6 +22,26 @@ export type CopyProgress = (done: number, total: number) => void;
 
 /** Bytes per read and write: large enough to stream, small enough to keep memory flat. */
 const CHUNK = 4 << 20;
+/** Zero detection granularity inside data (a piece shorter than this is looked at whole). */
+const ZERO_GRAIN = 4096;
+
+async function zero(dst: BlockDevice, offset: number, length: number, result: CopyResult): Promise<void> {
+  await dst.zero(offset, length, { fua: false, mayTrim: true, fast: false });
+  result.bytesZeroed += length;
+}
+
+/** The piece as alternating runs of data and of zeros, per ZERO_GRAIN. */
+function zeroRuns(piece: Buffer): Array<{ offset: number; length: number; zero: boolean }> {
+  const runs: Array<{ offset: number; length: number; zero: boolean }> = [];
+  for (let o = 0; o < piece.length; o += ZERO_GRAIN) {
+    const n = Math.min(ZERO_GRAIN, piece.length - o);
+    const isZero = piece.subarray(o, o + n).every((b) => b === 0);
+    const last = runs[runs.length - 1];
+    if (last && last.zero === isZero) last.length += n;
+    else runs.push({ offset: o, length: n, zero: isZero });
+  }
+  return runs;
+}
 
 export async function copyRanges(src: BlockDevice, dst: BlockDevice, ranges: readonly CopyRange[], onProgress?: CopyProgress): Promise<CopyResult> {
   const total = ranges.reduce((n, r) => n + r.length, 0);
@@ -32,17 +52,17 @@ export async function copyRanges(src: BlockDevice, dst: BlockDevice, ranges: rea
     for (let at = r.offset; at < r.offset + r.length; ) {
       const n = Math.min(buf.length, r.offset + r.length - at);
       const piece = buf.subarray(0, n);
-      let zero = r.zero;
-      if (!zero) {
+      if (r.zero) await zero(dst, at, n, result);
+      else {
         await src.read(piece, at);
-        zero = piece.every((b) => b === 0); // written zeros need no space in the copy either
-      }
-      if (zero) {
-        await dst.zero(at, n, { fua: false, mayTrim: true, fast: false });
-        result.bytesZeroed += n;
-      } else {
-        await dst.write(piece, at, { fua: false });
-        result.bytesWritten += n;
+        // Runs of written zeros need no space in the copy either: found per 4 KiB.
+        for (const run of zeroRuns(piece)) {
+          if (run.zero) await zero(dst, at + run.offset, run.length, result);
+          else {
+            await dst.write(piece.subarray(run.offset, run.offset + run.length), at + run.offset, { fua: false });
+            result.bytesWritten += run.length;
+          }
+        }
       }
       at += n;
       done += n;
