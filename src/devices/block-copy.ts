@@ -47,7 +47,8 @@ export async function copyRanges(src: BlockDevice, dst: BlockDevice, ranges: rea
   const total = ranges.reduce((n, r) => n + r.length, 0);
   const result: CopyResult = { bytesWritten: 0, bytesZeroed: 0 };
   let done = 0;
-  const buf = Buffer.alloc(Math.min(CHUNK, Math.max(512, ...ranges.map((r) => r.length))));
+  // A reduce, not Math.max(...ranges): a million arguments overflow the stack.
+  const buf = Buffer.alloc(Math.min(CHUNK, ranges.reduce((m, r) => Math.max(m, r.length), 512)));
   for (const r of ranges) {
     for (let at = r.offset; at < r.offset + r.length; ) {
       const n = Math.min(buf.length, r.offset + r.length - at);

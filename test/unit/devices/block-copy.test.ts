@@ -41,4 +41,11 @@ describe('copyRanges', () => {
     want.fill(0xab, 0, 8 * K).fill(0, 8 * K, 16 * K).fill(0, 24 * K, 28 * K).fill(0xcd, 32 * K, 36 * K);
     expect(got.equals(want)).toBe(true);
   });
+
+  it('takes a million ranges (no argument-spread limit)', async () => {
+    const src = new MemoryDevice({ size: 2 << 20 });
+    const dst = new MemoryDevice({ size: 2 << 20 });
+    const ranges = Array.from({ length: 1_000_000 }, (_, i) => ({ offset: (i % 1024) * 2048, length: 512, zero: true }));
+    await expect(copyRanges(src, dst, ranges)).resolves.toEqual({ bytesWritten: 0, bytesZeroed: 1_000_000 * 512 });
+  }, 60_000);
 });
