@@ -13,8 +13,8 @@ import { Engine } from '../engine/engine.ts';
 import { diffVolumes, merge } from '../fs/diff.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import { MappingType } from '../fs/mapping.ts';
-import { IomapdError } from '../util/errors.ts';
-import { openIdleImage } from './diff-command.ts';
+import { openImageFile } from '../fs/image-file.ts';
+import { IomapdError, isIomapdError } from '../util/errors.ts';
 import { reportAndExit } from './report.ts';
 
 export interface BackupReport {
@@ -27,6 +27,16 @@ export interface BackupReport {
   size: number;
   bytesWritten: number;
   bytesZeroed: number;
+}
+
+/** Opens an idle image; LOCKED names `served`, the route for a served image, when a daemon holds it. */
+export async function openIdleImage(image: string, readOnly: boolean, served: string): Promise<ImageStore> {
+  try {
+    return await openImageFile(image, { readOnly });
+  } catch (err) {
+    if (isIomapdError(err, 'LOCKED')) throw new IomapdError('LOCKED', `${(err as Error).message}; ${served}`, { cause: err });
+    throw err;
+  }
 }
 
 /** A full copy writes the snapshot's data; holes and unwritten ranges stay holes in a new sparse file. */

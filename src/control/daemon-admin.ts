@@ -10,6 +10,7 @@
 // queued behind them, since it touches no volume.
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import { type VolumeDiff, diffReport } from '../fs/diff.ts';
 import type { ServedImage } from './served-image.ts';
 import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';
@@ -132,6 +133,12 @@ export class DaemonAdmin implements ImageAdmin {
 
   async map(volume: string): Promise<ExtentInfo[]> {
     return [...this.parts.image.mapper.extents(volume)];
+  }
+
+  /** Read-only, like map: not queued behind structural operations. */
+  diff(from: string, to: string): Promise<VolumeDiff> {
+    const { image } = this.parts;
+    return diffReport({ mapper: image.mapper, volumes: image.volumes }, from, to);
   }
 
   async stats(): Promise<DaemonStats> {

@@ -3,6 +3,7 @@
 import { connect, type Socket } from 'node:net';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import type { VolumeDiff } from '../fs/diff.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 import { encodeLine, responseError, type ControlResponse } from './wire.ts';
@@ -83,6 +84,10 @@ export class RemoteAdmin implements ImageAdmin {
 
   map(volume: string): Promise<ExtentInfo[]> {
     return this.request('map', { volume }) as Promise<ExtentInfo[]>;
+  }
+
+  diff(from: string, to: string): Promise<VolumeDiff> {
+    return this.request('diff', { from, to }) as Promise<VolumeDiff>;
   }
 
   stats(): Promise<DaemonStats> {

@@ -85,6 +85,22 @@ export async function diffStream(parts: DiffParts, from: string, to: string, sta
   return merged(changedRanges(parts.mapper, pair.from, pair.to, start, stop));
 }
 
+/** What `iomapd diff` reports: TO's size, the granularity (the allocation block) and the ranges. */
+export interface VolumeDiff {
+  from: string;
+  to: string;
+  /** TO's size: the ranges cover [0, size). */
+  size: number;
+  granularity: number;
+  changedBytes: number;
+  ranges: DiffRange[];
+}
+
+export async function diffReport(parts: DiffParts, from: string, to: string): Promise<VolumeDiff> {
+  const ranges = await diffVolumes(parts, from, to);
+  return { from, to, size: parts.volumes.facts(to).size, granularity: parts.mapper.blockSize, changedBytes: rangeBytes(ranges), ranges };
+}
+
 /** Sums the lengths of ranges. */
 export function rangeBytes(ranges: readonly DiffRange[]): number {
   return ranges.reduce((n, r) => n + r.length, 0);

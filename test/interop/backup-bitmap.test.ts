@@ -66,6 +66,13 @@ describe('served', () => {
     await server?.stop();
   });
 
+  it('iomapd diff works on the served image too, through the control channel', async () => {
+    for (const i of [0, 1]) {
+      const r = await iomapd(['diff', img, name(i, '-s1'), name(i, '-s2'), '--json'], { server });
+      expect(dirtyOnly(JSON.parse(r.stdout).ranges)).toEqual(expected[i]);
+    }
+  });
+
   it(`nbdinfo --map=qemu:dirty-bitmap:s1 on s2 equals the diff (${WORKLOADS} histories)`, async (ctx) => {
     requireTool(ctx, 'nbdinfo');
     let dirtyBytes = 0;
