@@ -45,9 +45,13 @@ export function isHistoryPoint(chain: readonly VolumeFacts[], from: VolumeFacts)
   if (!from.snapshot || chain.length === 0 || chain[0]!.id === from.id) return false;
   if (chain.some((c) => c.id === from.id)) return true;
   if (from.origin === 0) return false;
-  const k = chain.findIndex((c) => c.id === from.origin);
+  // The chain's ids, and the id of a deleted origin it ended at (snapshots of it stay comparable).
+  const ids = chain.map((c) => c.id);
+  const dangling = chain[chain.length - 1]!.origin;
+  if (dangling !== 0) ids.push(dangling);
+  const k = ids.indexOf(from.origin);
   // Ids grow with creation, so a smaller id was made earlier.
-  return k === 0 || (k > 0 && from.id < chain[k - 1]!.id);
+  return k === 0 || (k > 0 && from.id < ids[k - 1]!);
 }
 
 /** Every snapshot that is an earlier point of `to`'s history, oldest first (O(volumes)). */
@@ -65,7 +69,7 @@ export function historyPair(volumes: Volumes, from: string, to: string): { from:
   const lineage = chain.map((c) => c.name).join(' <- ');
   if (from === to) fail('BAD_ARGUMENT', `FROM and TO are the same volume (${from})`);
   if (!f.snapshot) fail('BAD_ARGUMENT', `${from} is not a snapshot: FROM must be a snapshot taken earlier in ${to}'s history (${lineage})`);
-  if (f.origin === 0) fail('BAD_ARGUMENT', `${from} records no origin (it was taken before format version 3, or of a volume since deleted), so it is in no known history`);
+  if (f.origin === 0) fail('BAD_ARGUMENT', `${from} records no origin (it was taken before image format version 3), so it is in no known history`);
   fail('BAD_ARGUMENT', `${from} is not an earlier point of ${to}'s history (${to}'s lineage: ${lineage}); pass a snapshot taken of one of those volumes before ${to} branched from it`);
 }
 

@@ -142,5 +142,10 @@ describe('history diff', () => {
     expect(historyPoints(store.volumes, 'c').map((f) => f.name)).toEqual(['s1']);
     expect(historyPoints(store.volumes, 'v').map((f) => f.name)).toEqual(['s1', 's2']);
     expect(historyPoints(store.volumes, 's2').map((f) => f.name)).toEqual(['s1']);
+    // Snapshots of a deleted volume stay two points of its history.
+    await store.deleteVolume('c');
+    await store.deleteVolume('v');
+    await expect(diffVolumes(store, 's1', 's2')).resolves.toEqual([]);
+    await refused('s2', 's1', /not an earlier point of s1's history \(s1's lineage: s1\)/);
   });
 });
