@@ -1,12 +1,13 @@
 // `iomapd backup IMAGE VOLUME --to FILE [--since SNAPSHOT]`: takes a snapshot of VOLUME and copies
 // it into FILE (a raw file or block device): all its data for a full copy, or with --since only
 // the ranges that changed since that earlier backup snapshot, onto the copy that run made. The
-// snapshot is kept (VOLUME@backup-N) and printed, so the next run can start from it.
+// snapshot is kept (VOLUME@backup-N) and printed, so the next run can start from it; a regular
+// FILE gets a record beside it (FILE.iomapd-backup) that --since is checked against.
 // Wiring and printing only: the plan is src/control/backup-plan.ts, the changed ranges
 // src/fs/diff.ts, the copy src/devices/block-copy.ts. Works on an idle image (not served).
 import { stat, truncate, unlink } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { planBackup } from '../control/backup-plan.ts';
+import { checkRecord, planBackup, readBackupRecord, writeBackupRecord } from '../control/backup-plan.ts';
 import { type CopyRange, copyRanges } from '../devices/block-copy.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
 import { Engine } from '../engine/engine.ts';
@@ -65,6 +66,7 @@ export async function runBackup(image: string, volume: string, file: string, sin
       if (existing.isFile() && existing.size !== plan.since.size) {
         throw new IomapdError('BAD_ARGUMENT', `${file} is ${existing.size} bytes but ${plan.since.name} is ${plan.since.size}: it is not a copy of ${plan.since.name}`);
       }
+      if (existing.isFile()) checkRecord(await readBackupRecord(file), file, store.stats().uuid, volume, plan.since.name);
     }
     const engine = new Engine(store);
     await engine.snapshot(volume, plan.snapshot);
@@ -82,6 +84,7 @@ export async function runBackup(image: string, volume: string, file: string, sin
       } finally {
         await dst.close();
       }
+      if ((await stat(file)).isFile()) await writeBackupRecord(file, { image: store.stats().uuid, volume, snapshot: plan.snapshot });
       return { volume, snapshot: plan.snapshot, since: plan.since?.name ?? null, file, size, ...copied };
     } catch (err) {
       // Nothing half-done stays behind to be mistaken for a base: the snapshot, and a new file.

@@ -62,6 +62,7 @@ describe('iomapd backup', () => {
     // .equals, not toEqual: vitest compares large Buffers element by element, very slowly.
     expect((await readFile(file)).equals(await withStore((s) => readBytes(s, 'vol', 0, 256 * B)))).toBe(true);
     expect((await stat(file)).blocks * 512).toBeLessThan(256 * B); // the hole stayed a hole
+    expect(JSON.parse(await readFile(`${file}.iomapd-backup`, 'utf8'))).toMatchObject({ volume: 'vol', snapshot: 'vol@backup-1' });
 
     const random = seededRandom(2);
     for (let round = 2; round <= 5; round++) {
@@ -84,6 +85,10 @@ describe('iomapd backup', () => {
       });
       expect((await readFile(file)).equals(expected), `round ${round}`).toBe(true);
     }
+    // The record names what the copy holds: an older or newer --since is refused, changing nothing.
+    const stale = await runCli(['backup', img, 'vol', '--to', file, '--since', 'vol@backup-4']);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(/^iomapd: BAD_ARGUMENT: .*vol\.raw holds vol@backup-5, not vol@backup-4 .*: pass --since vol@backup-5/);
   }, 120_000);
 
   it('refuses wrong requests and leaves no snapshot or file behind', async () => {
