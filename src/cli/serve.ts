@@ -24,6 +24,7 @@ import { IomapdError } from '../util/errors.ts';
 import { ServerSecurity } from '../server/tls/security.ts';
 import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-options.ts';
 import { addTlsOptions, securitySourcesFromOptions, type TlsOptions } from './tls-options.ts';
+import { copyToRawFile } from './backup-command.ts';
 import { reportAndExit } from './report.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
@@ -285,7 +286,7 @@ async function startControl(
   reload: () => Promise<ReloadResult>,
   log: Logger,
 ): Promise<ControlServer | null> {
-  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload });
+  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload, copyTo: copyToRawFile });
   try {
     const control = await ControlServer.listen(controlPath(image.path), admin, log);
     log.info({ control: control.path }, 'control channel listening');

@@ -3,7 +3,8 @@
 // served: `nbdinfo --map=qemu:dirty-bitmap:s1` on the export of s2 equals `iomapd diff IMAGE s1 s2`;
 // `qemu-img map` with x-dirty-bitmap marks exactly those ranges; a full copy of s1 with nbdcopy
 // plus s2's dirty ranges copied over it with libnbd equals s2 byte for byte; and
-// `serve --dirty-bitmap NAME` lists that one bitmap only.
+// `serve --dirty-bitmap NAME` lists that one bitmap only; `iomapd backup` on a served image (the
+// daemon copies, through the control channel) equals the volume after writes by qemu-io.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,3 +176,26 @@ it('serve --dirty-bitmap NAME lists that bitmap only; a name that is no snapshot
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/^iomapd: NOT_FOUND: --dirty-bitmap w0: .* has no snapshot named "w0"/);
 });
+
+it('iomapd backup on a served image: the daemon takes the snapshot and copies; full, then incremental', async (ctx) => {
+  requireTool(ctx, 'qemu-io', 'nbdcopy');
+  await withIomapd({ transport: 'unix', backend: 'image', exportName: 'vol', size: '8M' }, async (server) => {
+    const image = server.image!;
+    const io = (...cmds: string[]) => runOk('qemu-io', ['-f', 'raw', server.uriFor('vol'), ...cmds.flatMap((c) => ['-c', c])], { server });
+    const copy = join(server.dir, 'vol.raw');
+    await io('write -P 0x61 0 1M', 'write -P 0x62 4M 64k');
+    const full = await iomapd(['backup', image, 'vol', '--to', copy, '--json'], { server });
+    expect(JSON.parse(full.stdout)).toMatchObject({ snapshot: 'vol@backup-1', since: null, bytesWritten: (1 << 20) + (64 << 10) });
+    await io('write -P 0x63 512k 8k', 'discard 4M 64k', 'write -z 0 64k');
+    const inc = await iomapd(['backup', image, 'vol', '--to', copy, '--since', 'vol@backup-1', '--json'], { server });
+    const report = JSON.parse(inc.stdout);
+    expect(report).toMatchObject({ snapshot: 'vol@backup-2', since: 'vol@backup-1' });
+    expect(report.bytesWritten + report.bytesZeroed).toBe((8 << 10) + (64 << 10) + (64 << 10));
+    // the daemon exported its snapshot: the copy equals it, and the volume (nothing written since)
+    for (const name of ['vol@backup-2', 'vol']) {
+      const check = join(server.dir, `${name}.check`);
+      await runOk('nbdcopy', [server.uriFor(name), check], { server });
+      expect((await readFile(copy)).equals(await readFile(check)), name).toBe(true);
+    }
+  });
+}, 120_000);
