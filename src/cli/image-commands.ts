@@ -10,6 +10,8 @@ import { checkImageFile, createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import { progressMode, startProgress } from './progress.ts';
 import { mapSvg, spaceSvg } from './svg/pictures.ts';
+import { registerBackup } from './backup-command.ts';
+import { registerDiff } from './diff-command.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 
@@ -183,6 +185,9 @@ export function registerImageCommands(program: Command): void {
         process.stdout.write(`clone ${name} of ${snap}\n`);
       }),
     );
+
+  registerDiff(program);
+  registerBackup(program);
 
   program
     .command('info')

@@ -28,6 +28,7 @@ import { IomapdError } from '../util/errors.ts';
 import { ServerSecurity } from '../server/tls/security.ts';
 import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-options.ts';
 import { addTlsOptions, securitySourcesFromOptions, type TlsOptions } from './tls-options.ts';
+import { copyToRawFile } from './backup-command.ts';
 import { reportAndExit } from './report.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
@@ -45,6 +46,7 @@ interface ServeOptions extends LimitOptions, TlsOptions {
   export: string[];
   description?: string;
   readOnly: boolean;
+  dirtyBitmap?: string;
   cache?: CacheMode;
   raw: boolean;
   size?: string;
@@ -71,6 +73,7 @@ export function registerServe(program: Command): void {
     .option('--raw', 'serve FILE as a raw disk (required for any file that is not an iomapd image; even an image is then served raw)', false)
     .option('--description <TEXT>', 'export description shown to clients')
     .option('--read-only', 'refuse writes (EPERM)', false)
+    .option('--dirty-bitmap <NAME>', 'image: offer only qemu:dirty-bitmap:NAME (a snapshot) among the dirty bitmaps, as imageio-style clients want exactly one')
     .addOption(new Option('--cache <MODE>', 'image I/O: none (O_DIRECT where the filesystem allows it) or writeback (page cache)').choices(CACHE_MODES))
     .option('--size <SIZE>', 'without FILE: serve memory of this size; with --raw FILE: create the raw file this size if missing')
     .addOption(
@@ -209,6 +212,16 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
   return { exports, heldForTls, what: path, gates: io.gates, image: { path, served, io }, close: () => served.close() };
 }
 
+/** --dirty-bitmap NAME: a snapshot of the served image (docs/BACKUP.md). */
+function dirtyBitmapOption(served: Served, options: ServeOptions): string | undefined {
+  const name = options.dirtyBitmap;
+  if (name === undefined) return undefined;
+  if (!served.image) throw new IomapdError('BAD_ARGUMENT', '--dirty-bitmap applies to iomapd images only (a dirty bitmap is a snapshot of a volume)');
+  const facts = served.image.served.volumes.allFacts().find((f) => f.name === name);
+  if (facts === undefined || !facts.snapshot) throw new IomapdError('NOT_FOUND', `--dirty-bitmap ${name}: ${served.what} has no snapshot named "${name}"`);
+  return name;
+}
+
 /** --read-only over an image: the same device, refusing writes at validation (EPERM). */
 function readOnlyView(device: BlockDevice): BlockDevice {
   return Object.create(device, { readOnly: { value: true } }) as BlockDevice;
@@ -256,6 +269,7 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
     throw err;
   }
   const registry = new ExportRegistry();
+  registry.onlyDirtyBitmap = dirtyBitmapOption(served, options);
   for (const e of served.exports) {
     registry.add({ name: e.name, description: options.description ?? '', device: e.device, requireTls: e.requireTls ?? false });
   }
@@ -344,7 +358,7 @@ async function startControl(
   reload: () => Promise<ReloadResult>,
   log: Logger,
 ): Promise<ControlServer | null> {
-  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload });
+  const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload, copyTo: copyToRawFile });
   try {
     const control = await ControlServer.listen(controlPath(image.path), admin, log);
     log.info({ control: control.path }, 'control channel listening');

@@ -5,6 +5,8 @@ import type { VolumeCounters } from '../engine/counters.ts';
 import type { StoreStats } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import type { VolumeDiff } from '../fs/diff.ts';
+import type { BackupReport } from './backup.ts';
 import type { TlsMode } from '../server/export-registry.ts';
 
 export interface ImageInfo {
@@ -54,6 +56,13 @@ export interface ImageAdmin {
   clone(snapshot: string, name: string): Promise<VolumeInfo>;
   info(): Promise<ImageInfo>;
   map(volume: string): Promise<ExtentInfo[]>;
+  /** The ranges where snapshot `from` and `to` may differ (src/fs/diff.ts; docs/BACKUP.md). */
+  diff(from: string, to: string): Promise<VolumeDiff>;
+  /**
+   * `iomapd backup` (src/control/backup.ts) run by the daemon serving the image; `file` is an
+   * absolute path. An idle image is backed up by the CLI itself (LocalAdmin: NOT_SUPPORTED).
+   */
+  backup(volume: string, file: string, since: string | undefined): Promise<BackupReport>;
   /** Per-export counters: only a running daemon has them (NOT_RUNNING otherwise). */
   stats(): Promise<DaemonStats>;
   /**

@@ -8,8 +8,11 @@
 // A require-tls volume is exported only when the server admits TLS clients. Reload is the
 // daemon's own (serve wires in its TLS material's reload): it runs beside volume operations, not
 // queued behind them, since it touches no volume.
+import { isAbsolute } from 'node:path';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import { type VolumeDiff, diffReport } from '../fs/diff.ts';
+import { type BackupReport, type CopyTo, backupVolume } from './backup.ts';
 import type { ServedImage } from './served-image.ts';
 import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';
@@ -32,6 +35,8 @@ export interface DaemonParts {
    * whole, or keeps the old, logs why and throws (BAD_ARGUMENT naming the file).
    */
   readonly reload: () => Promise<ReloadResult>;
+  /** The copy into a backup's FILE (serve wires in the raw-file copy); without it, no backup op. */
+  readonly copyTo?: CopyTo;
 }
 
 export class DaemonAdmin implements ImageAdmin {
@@ -132,6 +137,31 @@ export class DaemonAdmin implements ImageAdmin {
 
   async map(volume: string): Promise<ExtentInfo[]> {
     return [...this.parts.image.mapper.extents(volume)];
+  }
+
+  /** Read-only, like map: not queued behind structural operations. */
+  diff(from: string, to: string): Promise<VolumeDiff> {
+    const { image } = this.parts;
+    return diffReport({ mapper: image.mapper, volumes: image.volumes }, from, to);
+  }
+
+  /**
+   * The snapshot is taken and exported through the queue like any other (drained first); the copy
+   * runs outside it, beside NBD traffic and other admin operations.
+   */
+  backup(volume: string, file: string, since: string | undefined): Promise<BackupReport> {
+    const { image, copyTo } = this.parts;
+    if (copyTo === undefined) return Promise.reject(new IomapdError('NOT_SUPPORTED', 'this daemon was started without backup support'));
+    if (!isAbsolute(file)) return Promise.reject(new IomapdError('BAD_ARGUMENT', `the backup file must be an absolute path, got ${JSON.stringify(file)}`));
+    const host = {
+      volumes: image.volumes,
+      mapper: image.mapper,
+      imageId: image.stats().uuid,
+      snapshot: (v: string, n: string) => this.snapshot(v, n),
+      deleteVolume: (n: string) => this.deleteVolume(n),
+      device: (n: string) => image.engine.device(n),
+    };
+    return backupVolume(host, copyTo, volume, file, since);
   }
 
   async stats(): Promise<DaemonStats> {

@@ -4,6 +4,8 @@ import { openImageFile } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import { type VolumeDiff, diffReport } from '../fs/diff.ts';
+import type { BackupReport } from './backup.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 
@@ -54,6 +56,14 @@ export class LocalAdmin implements ImageAdmin {
 
   async map(volume: string): Promise<ExtentInfo[]> {
     return [...this.store.mapper.extents(volume)];
+  }
+
+  diff(from: string, to: string): Promise<VolumeDiff> {
+    return diffReport(this.store, from, to);
+  }
+
+  async backup(): Promise<BackupReport> {
+    throw new IomapdError('NOT_SUPPORTED', `${this.path} is not served: iomapd backup copies an idle image itself`);
   }
 
   async stats(): Promise<DaemonStats> {

@@ -3,6 +3,8 @@
 import { connect, type Socket } from 'node:net';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
+import type { VolumeDiff } from '../fs/diff.ts';
+import type { BackupReport } from './backup.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 import { encodeLine, responseError, type ControlResponse } from './wire.ts';
@@ -10,6 +12,8 @@ import { encodeLine, responseError, type ControlResponse } from './wire.ts';
 const CONNECT_TIMEOUT_MS = 5_000;
 /** Generous: a snapshot waits for the volume's in-flight writes to drain. */
 const REQUEST_TIMEOUT_MS = 120_000;
+/** A backup copies data: bounded, but by a day, not two minutes. */
+const BACKUP_TIMEOUT_MS = 24 * 3600_000;
 /** A response (a long extent map) larger than this is refused rather than buffered. */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
@@ -85,6 +89,15 @@ export class RemoteAdmin implements ImageAdmin {
     return this.request('map', { volume }) as Promise<ExtentInfo[]>;
   }
 
+  diff(from: string, to: string): Promise<VolumeDiff> {
+    return this.request('diff', { from, to }) as Promise<VolumeDiff>;
+  }
+
+  backup(volume: string, file: string, since: string | undefined): Promise<BackupReport> {
+    // A copy takes as long as the data it moves: no two-minute limit on this one.
+    return this.request('backup', { volume, file, ...(since === undefined ? {} : { since }) }, BACKUP_TIMEOUT_MS) as Promise<BackupReport>;
+  }
+
   stats(): Promise<DaemonStats> {
     return this.request('stats', {}) as Promise<DaemonStats>;
   }
@@ -98,14 +111,14 @@ export class RemoteAdmin implements ImageAdmin {
     this.socket.destroy();
   }
 
-  private async request(op: string, args: Record<string, unknown>): Promise<unknown> {
+  private async request(op: string, args: Record<string, unknown>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
     if (this.waiter !== null) throw new Error('RemoteAdmin: one request at a time');
     const id = this.nextId++;
     const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiter = null;
-        reject(new IomapdError('IO', `the daemon did not answer "${op}" within ${REQUEST_TIMEOUT_MS / 1000} s`));
-      }, REQUEST_TIMEOUT_MS);
+        reject(new IomapdError('IO', `the daemon did not answer "${op}" within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
       this.waiter = (got) => {
         clearTimeout(timer);
         this.waiter = null;

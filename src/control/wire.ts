@@ -92,6 +92,8 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => 
   clone: (a, x) => a.clone(text(x, 'snapshot'), text(x, 'name')),
   info: (a) => a.info(),
   map: (a, x) => a.map(text(x, 'volume')),
+  diff: (a, x) => a.diff(text(x, 'from'), text(x, 'to')),
+  backup: (a, x) => a.backup(text(x, 'volume'), text(x, 'file'), x.since === undefined ? undefined : text(x, 'since')),
   stats: (a) => a.stats(),
   reload: (a) => a.reload(),
 };

@@ -73,6 +73,25 @@ export interface MappingExtent {
   readonly flags: number;
 }
 
+/** One run of a 32-bit status context (qemu:dirty-bitmap:, qemu:allocation-depth). */
+export interface StatusRun {
+  readonly length: number;
+  readonly flags: number;
+}
+
+/**
+ * A volume's history, for the qemu: contexts (docs/BACKUP.md). Answers follow blockStatus's shape
+ * rules; a point deleted meanwhile fails with NOT_FOUND.
+ */
+export interface VolumeHistory {
+  /** Snapshots that are earlier points of this volume's history, oldest first. */
+  points(): string[];
+  /** Bit 0 (NBD_STATE_DIRTY) set where the volume may differ from snapshot `from`. */
+  dirty(from: string, offset: number, length: number): Promise<StatusRun[]>;
+  /** 0 hole, 1 the volume's own block, k + 1 a block the k nearest origins hold at the same place. */
+  depth(offset: number, length: number): Promise<StatusRun[]>;
+}
+
 export interface BlockDevice {
   readonly size: number;
   readonly readOnly: boolean;
@@ -106,5 +125,7 @@ export interface BlockDevice {
    * lacks it does not offer the context (raw files and memory have no mapping types).
    */
   mappingStatus?(offset: number, length: number): Promise<MappingExtent[]>;
+  /** Optional: a device with a history offers the qemu: contexts (image volumes only). */
+  readonly history?: VolumeHistory;
   close(): Promise<void>;
 }

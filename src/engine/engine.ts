@@ -54,7 +54,7 @@ export class Engine {
       const s = this.state(volume);
       const readOnly = facts.readOnly || facts.snapshot || volumes.imageReadOnly;
       const { minimumBlock } = this;
-      d = new VolumeDevice({ mapper, data, durability, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log, ...(minimumBlock === undefined ? {} : { minimumBlock }) });
+      d = new VolumeDevice({ mapper, data, durability, volumes, facts, readOnly, gate: s.gate, lock: s.lock, counters: s.counters, log: this.log, ...(minimumBlock === undefined ? {} : { minimumBlock }) });
       this.devices.set(volume, d);
     }
     return d;

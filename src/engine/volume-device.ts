@@ -7,13 +7,14 @@
 import type { SpaceReservation } from '../fs/allocator.ts';
 import type { Mapper } from '../fs/mapper.ts';
 import type { DataArea, Durability } from '../fs/store-contract.ts';
-import type { VolumeFacts } from '../fs/volumes.ts';
+import type { VolumeFacts, Volumes } from '../fs/volumes.ts';
 import type { Logger } from '../util/log.ts';
 import { DEFAULT_BLOCK_SIZES, withMinimum, type MinBlockSize } from './block-sizes.ts';
 import { isIomapdError } from '../util/errors.ts';
 import { fullCapabilities, type BlockDevice, type BlockSizes, type DeviceCapabilities, type DeviceExtent, type MappingExtent, type WriteOptions, type ZeroOptions } from './block-device.ts';
 import type { VolumeCounters } from './counters.ts';
 import { allocationStatus, mappingStatus } from './block-status.ts';
+import { HistoryStatus } from './history-status.ts';
 import type { RangeLock } from './range-lock.ts';
 import { readRange } from './read-path.ts';
 import type { VolumeContext } from './volume-context.ts';
@@ -26,6 +27,8 @@ export interface VolumeDeviceParts {
   readonly mapper: Mapper;
   readonly data: DataArea;
   readonly durability: Durability;
+  /** For the history contexts: lineage and the other volumes' facts. */
+  readonly volumes: Volumes;
   /** The volume as it was when the device was made (a device has a fixed size). */
   readonly facts: VolumeFacts;
   /** Export read-only (a read-only volume, a snapshot, or an image opened read-only). */
@@ -44,6 +47,8 @@ export class VolumeDevice implements BlockDevice {
   readonly blockSizes: BlockSizes;
   readonly capabilities: DeviceCapabilities = fullCapabilities(true);
   readonly name: string;
+  /** qemu:dirty-bitmap:FROM and qemu:allocation-depth (history-status.ts). */
+  readonly history: HistoryStatus;
   private readonly parts: VolumeDeviceParts;
   private readonly vc: VolumeContext;
 
@@ -54,6 +59,7 @@ export class VolumeDevice implements BlockDevice {
     this.readOnly = parts.readOnly;
     const sizes = { ...DEFAULT_BLOCK_SIZES, preferred: Math.min(parts.mapper.blockSize, 65536) };
     this.blockSizes = parts.minimumBlock === undefined ? sizes : withMinimum(sizes, parts.minimumBlock);
+    this.history = new HistoryStatus(parts.mapper, parts.volumes, this.name);
     this.vc = { mapper: parts.mapper, data: parts.data, name: this.name, counters: parts.counters, log: parts.log };
   }
 

@@ -1,9 +1,9 @@
 // The checkpoint: a full copy of the metadata, written copy-on-write into free data blocks and
 // made current by a superblock flip. Replay starts from it.
 //
-// Checkpoint format (version 1, little-endian):
+// Checkpoint format (versions 1 and 2, little-endian):
 //   0   8  magic "IMCKPT01"
-//   8   u32 version (1)
+//   8   u32 version (2 when some volume records an origin, else 1)
 //   12  u32 block size
 //   16  u64 data blocks
 //   24  u64 generation (equals the superblock's that points here)
@@ -13,7 +13,8 @@
 //   48  u64 free-run count
 //   56  u32 reserved (0)
 //   60  u32 CRC-32 of the whole checkpoint with this field zero
-//   64  volumes, each: u32 id, u32 flags, u64 size, str name (u16 length + UTF-8),
+//   64  volumes, each: u32 id, u32 flags, [version 2: u32 origin (0 none)], u64 size,
+//       str name (u16 length + UTF-8),
 //       u32 inline length, inline bytes, u64 extent count,
 //       extents: u64 logical block, u64 length, u64 physical block, u8 kind (1 unwritten, 2 mapped)
 //       then shared runs: u64 start, u64 length, u32 count (>= 2)
@@ -34,7 +35,7 @@ const HEADER = 64;
 export function checkpointSize(m: Metadata, extraFree: number): number {
   let n = HEADER;
   for (const v of m.volumes.values()) {
-    n += 4 + 4 + 8 + 2 + Buffer.byteLength(v.name, 'utf8') + 4 + (v.inline?.length ?? 0) + 8 + v.map.size * 25;
+    n += 4 + 4 + 4 + 8 + 2 + Buffer.byteLength(v.name, 'utf8') + 4 + (v.inline?.length ?? 0) + 8 + v.map.size * 25;
   }
   return n + m.shared.size * 20 + (m.free.size + extraFree) * 16;
 }
@@ -45,12 +46,16 @@ export function checkpointSize(m: Metadata, extraFree: number): number {
  */
 export function encodeCheckpoint(m: Metadata, generation: number, free: Run[]): Buffer {
   const w = new ByteWriter(checkpointSize(m, free.length - m.free.size) + 16);
-  w.bytes(MAGIC).u32(1).u32(m.blockSize).u64(m.dataBlocks).u64(generation);
+  // Version 1 while no volume has an origin, so such images stay readable by older releases.
+  const version = [...m.volumes.values()].some((v) => v.origin !== 0) ? 2 : 1;
+  w.bytes(MAGIC).u32(version).u32(m.blockSize).u64(m.dataBlocks).u64(generation);
   w.u32(m.nextVolumeId).u32(m.volumes.size).u64(m.shared.size).u64(free.length);
   w.u32(0);
   const crcAt = w.skip(4);
   for (const v of m.volumes.values()) {
-    w.u32(v.id).u32(v.flags).u64(v.size).str(v.name);
+    w.u32(v.id).u32(v.flags);
+    if (version === 2) w.u32(v.origin);
+    w.u64(v.size).str(v.name);
     const inl = v.inline ?? Buffer.alloc(0);
     w.u32(inl.length).bytes(inl);
     w.u64(v.map.size);
@@ -76,7 +81,7 @@ export function decodeCheckpoint(buf: Buffer, expect: { blockSize: number; dataB
   const blockSize = r.u32();
   const dataBlocks = r.u64();
   const generation = r.u64();
-  if (version !== 1 || blockSize !== expect.blockSize || dataBlocks !== expect.dataBlocks) {
+  if ((version !== 1 && version !== 2) || blockSize !== expect.blockSize || dataBlocks !== expect.dataBlocks) {
     throw corrupt('checkpoint: header does not match the superblock');
   }
   if (generation !== expect.generation) throw corrupt('checkpoint: generation does not match the superblock');
@@ -90,6 +95,7 @@ export function decodeCheckpoint(buf: Buffer, expect: { blockSize: number; dataB
   for (let i = 0; i < volCount; i++) {
     const id = r.u32();
     const flags = r.u32();
+    const origin = version === 2 ? r.u32() : 0;
     const size = r.u64();
     const name = r.str();
     const inlLen = r.u32();
@@ -122,6 +128,7 @@ export function decodeCheckpoint(buf: Buffer, expect: { blockSize: number; dataB
       name,
       size,
       flags,
+      origin,
       map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)),
       inline: isInline ? inl : null,
     });

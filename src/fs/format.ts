@@ -1,6 +1,6 @@
-// Constants of the on-disk format (versions 1 and 2). The layout is described in docs/FORMAT.md.
+// Constants of the on-disk format (versions 1 to 3). The layout is described in docs/FORMAT.md.
 /** The newest format this code reads and writes. */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 /** New images start here, readable by every release. */
 export const BASE_FORMAT_VERSION = 1;
 /**
@@ -8,6 +8,11 @@ export const BASE_FORMAT_VERSION = 1;
  * that knows neither refuses it (FORMAT_TOO_NEW) instead of serving that volume without TLS.
  */
 export const REQUIRE_TLS_FORMAT_VERSION = 2;
+/**
+ * An image moves to version 3 before its first snapshot or clone is logged: from then on its
+ * checkpoints record each volume's origin (checkpoint version 2), which version-2 code cannot read.
+ */
+export const LINEAGE_FORMAT_VERSION = 3;
 export const SUPERBLOCK_SLOT = 4096;
 export const SUPERBLOCK_COPIES = 2;
 export const SECTOR = 512;

@@ -20,6 +20,11 @@ export interface Volume {
   /** Bytes. A multiple of the block size unless the volume is inline. */
   size: number;
   flags: number;
+  /**
+   * The id of the volume this one was snapshotted or cloned from (VOL_SNAPSHOT's source), 0 for
+   * none or unknown (made before format version 3). Kept when the origin is deleted.
+   */
+  readonly origin: number;
   map: RangeMap<Extent>;
   /** The data of an inline volume (length <= size); null for a block-mapped volume. */
   inline: Buffer | null;
@@ -155,6 +160,7 @@ export class Metadata {
           name: op.name,
           size: op.size,
           flags: op.flags,
+          origin: 0,
           map: new RangeMap(extentOps),
           inline: inline ? Buffer.alloc(0) : null,
         });
@@ -199,6 +205,7 @@ export class Metadata {
           name: op.name,
           size: src.size,
           flags: (op.flags & ~VolumeFlags.INLINE) | inlineFlag,
+          origin: src.id,
           map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)),
           inline: src.inline ? Buffer.from(src.inline) : null,
         });

@@ -163,3 +163,7 @@ export const Size = {
 export const BASE_ALLOCATION = 'base:allocation';
 /** iomapd's own context: each extent's mapping type and sharing (docs/CONTEXTS.md). */
 export const IOMAPD_MAPPING = 'iomapd:mapping';
+/** qemu's context for a volume's source layer: 0 hole, 1 this volume, 2+ its origins (docs/BACKUP.md). */
+export const QEMU_ALLOCATION_DEPTH = 'qemu:allocation-depth';
+/** qemu's dirty-bitmap contexts are this prefix plus a bitmap name; bit 0 is NBD_STATE_DIRTY. */
+export const QEMU_DIRTY_BITMAP_PREFIX = 'qemu:dirty-bitmap:';

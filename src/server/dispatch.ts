@@ -10,6 +10,7 @@ import {
   type StatusExtent,
 } from '../protocol/transmission.ts';
 import type { BlockDevice, DeviceExtent } from '../engine/block-device.ts';
+import { backupExtents, isBackupContext } from './backup-contexts.ts';
 import { replyUnused } from './io-buffers.ts';
 import type { RequestMetrics } from './request-metrics.ts';
 import { allocReadReply, chunkTarget, finishReadReply, successReply } from './replies.ts';
@@ -147,6 +148,7 @@ async function contextExtents(device: BlockDevice, context: string, req: ValidRe
     if (device.mappingStatus === undefined) throw new Error('iomapd:mapping selected for a device without mappingStatus');
     return device.mappingStatus(req.offset, req.length);
   }
+  if (isBackupContext(context)) return backupExtents(device, context, req.offset, req.length);
   const raw = await device.blockStatus(req.offset, req.length);
   return raw.map((e) => ({ length: e.length, flags: (e.hole ? StateFlag.HOLE : 0) | (e.zero ? StateFlag.ZERO : 0) }));
 }

@@ -45,6 +45,8 @@ export class ExportRegistry {
   private defaultName: string | undefined;
   /** Set once by the server's owner before it listens. */
   policy: ExportPolicy = OPEN_POLICY;
+  /** `serve --dirty-bitmap NAME`: the one qemu:dirty-bitmap: context any export offers (backup-contexts.ts). */
+  onlyDirtyBitmap: string | undefined = undefined;
 
   add(exp: Export): void {
     if (this.byName.has(exp.name)) throw new IomapdError('ALREADY_EXISTS', `export "${exp.name}" already exists`);

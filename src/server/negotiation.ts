@@ -202,7 +202,7 @@ function metaContext(session: Session, option: number, data: Buffer, registry: E
   const { exportName: name, queries } = request.value;
   const admission = registry.open(name, clientView(session));
   if (!admission.ok) return refusedReply(option, name, admission);
-  const supported = contextsFor(admission.export.device);
+  const supported = contextsFor(admission.export.device, registry.onlyDirtyBitmap);
 
   const replies: Buffer[] = [];
   if (isSet) {

@@ -66,7 +66,8 @@ describe('iomapd:mapping over the wire', () => {
   it('is listed for the image volume only; "iomapd:" is a LIST wildcard', async () => {
     const c = await t.connect();
     await c.start();
-    expect(await listed(c, 'vol', [])).toEqual(['base:allocation', 'iomapd:mapping']);
+    // (and qemu:allocation-depth, an image volume's qemu: context: backup-contexts.test.ts)
+    expect(await listed(c, 'vol', [])).toEqual(['base:allocation', 'iomapd:mapping', 'qemu:allocation-depth']);
     expect(await listed(c, 'vol', ['iomapd:'])).toEqual(['iomapd:mapping']);
     expect(await listed(c, 'mem', [])).toEqual(['base:allocation']);
     expect(await listed(c, 'mem', ['iomapd:', 'iomapd:mapping'])).toEqual([]);

@@ -143,6 +143,9 @@ const SIZES: Readonly<Record<string, number>> = {
 const STRINGS: Readonly<Record<string, string>> = {
   BASE_ALLOCATION: 'base:allocation',
   IOMAPD_MAPPING: 'iomapd:mapping',
+  // qemu's docs/interop/nbd.rst
+  QEMU_ALLOCATION_DEPTH: 'qemu:allocation-depth',
+  QEMU_DIRTY_BITMAP_PREFIX: 'qemu:dirty-bitmap:',
 };
 
 /** Magics that protocol.md lists but iomapd must never accept or send. */
