@@ -18,8 +18,10 @@
 // Both judgements are of the I/O's own latency, not of the machine's load. When other work keeps
 // the CPUs busy (load averages of 3 to 6 on two cores), the event-loop thread is preempted in the
 // middle of calls, and a preempted call looks slow for as long as the thread waited for a CPU.
-// Preemption only ever adds time, so the cost is judged by the cheapest call of each window of
-// WINDOW_CALLS: cheap I/O is always cheap in some call of a window. A preempted call is followed by
+// Preemption only ever adds time, and only to some calls, so the cost is judged by the lower
+// quartile of each window of WINDOW_CALLS calls: cheap I/O stays cheap in most calls of a window,
+// while I/O that is cheap only now and then (a few writes into small folios among many into 2 MiB
+// ones) is judged by what it usually costs. A preempted call is followed by
 // a normal one (the thread resumes with a fresh time slice), while a blocked disk or throttled
 // writer stalls call after call.
 //
@@ -40,8 +42,9 @@ const SLOW_BASE_NS = 150_000;
 const SLOW_NS_PER_BYTE = 1; // 1 GB/s
 /** Above this cost per 4 KiB, a core of the thread pool does the work more cheaply. */
 const COST_LIMIT_NS_PER_4K = 8_000;
-/** Calls per cost window: the cheapest of them is the I/O's own cost (preemption only adds). */
+/** Calls per cost window; its lower quartile is the I/O's own cost (preemption only adds). */
 const WINDOW_CALLS = 32;
+const WINDOW_QUARTILE = WINDOW_CALLS / 4 - 1;
 /** Slow calls in a row that count as blocked when there is no witness (writes). */
 const SLOW_RUN = 2;
 const FIRST_BACKOFF_NS = 50_000_000;
@@ -56,10 +59,10 @@ export class InlineIoGate {
   pooled = 0;
   slow = 0;
   misses = 0;
-  /** Back-offs because a whole window of calls was costly. */
+  /** Back-offs because a window of calls was costly (its lower quartile above the limit). */
   costly = 0;
-  /** The cheapest call of the current window, per 4 KiB, and how many calls it has seen. */
-  #windowMinNsPer4k = Infinity;
+  /** The current window's calls, each as ns per 4 KiB, and how many it holds. */
+  readonly #window = new Float64Array(WINDOW_CALLS);
   #windowCalls = 0;
   /** Slow calls in a row (writes: no witness). */
   #slowRun = 0;
@@ -105,12 +108,11 @@ export class InlineIoGate {
     if (elapsedNs <= BigInt(SLOW_BASE_NS + SLOW_NS_PER_BYTE * length)) {
       this.#slowRun = 0;
       this.#backoffNs = FIRST_BACKOFF_NS; // fast again: the next back-off starts short
-      const per4k = (Number(elapsedNs) * 4096) / Math.max(length, 4096);
-      if (per4k < this.#windowMinNsPer4k) this.#windowMinNsPer4k = per4k;
+      this.#window[this.#windowCalls] = (Number(elapsedNs) * 4096) / Math.max(length, 4096);
       if (++this.#windowCalls < WINDOW_CALLS) return;
-      const cheapest = this.#windowMinNsPer4k;
+      const cost = this.#window.sort()[WINDOW_QUARTILE]!;
       this.#startWindow(); // the probe after a back-off starts a fresh window too
-      if (this.#mode === 'auto' && cheapest > COST_LIMIT_NS_PER_4K) {
+      if (this.#mode === 'auto' && cost > COST_LIMIT_NS_PER_4K) {
         this.costly++;
         this.#backOff(now);
       }
@@ -132,7 +134,6 @@ export class InlineIoGate {
   }
 
   #startWindow(): void {
-    this.#windowMinNsPer4k = Infinity;
     this.#windowCalls = 0;
   }
 
