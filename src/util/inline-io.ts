@@ -8,7 +8,7 @@
 // has no preadv2(RWF_NOWAIT) or mincore to ask first, so the gate judges afterwards: calls run
 // inline while they stay fast. A slow one sends calls to the pool for a back-off period, after
 // which one call probes inline again; consecutive slow probes double the back-off, so a cold
-// working set or a throttled disk costs at most one stalled call per period.
+// working set or a throttled disk costs at most one stalled call per period (writes: two, below).
 //
 // Calls can also be uniformly costly without being slow (a file whose 4 KiB writes take 30 µs
 // where another's take 3: ext4 writes into 2 MiB page-cache folios, docs/PERFORMANCE.md): inline,
@@ -21,9 +21,9 @@
 // Preemption only ever adds time, and only to some calls, so the cost is judged by the lower
 // quartile of each window of WINDOW_CALLS calls: cheap I/O stays cheap in most calls of a window,
 // while I/O that is cheap only now and then (a few writes into small folios among many into 2 MiB
-// ones) is judged by what it usually costs. A preempted call is followed by
-// a normal one (the thread resumes with a fresh time slice), while a blocked disk or throttled
-// writer stalls call after call.
+// ones) is judged by what it usually costs. And a preempted call is followed by a normal one (the
+// thread resumes with a fresh time slice), while a blocked disk or throttled writer stalls call
+// after call.
 //
 // For reads the gate can also tell directly: the process's block input count (getrusage
 // ru_inblock, asked only after a slow read) moves only on a real disk read. Writes have no such
