@@ -2,9 +2,10 @@
 // commit and this tree), alternating A, B, A, B ..., and prints median throughput and server CPU
 // per request for each. Needs the datasets of `npm run bench`.
 //   node scripts/bench/compare.ts A_LAUNCHER B_LAUNCHER [JOB] [iomapd-image|iomapd-raw] [unix|tcp] [N]
-// BENCH_RUNTIME / BENCH_RAMP set the job length (default 5 s + 1 s).
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+// BENCH_RUNTIME / BENCH_RAMP set the job length (default 5 s + 1 s). COMPARE_JSON=PATH also writes
+// every run and the medians there (bench/results/compare/ keeps the recorded comparisons).
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { loadConfig, type ServerName, type Transport } from './config.ts';
 import { prepareDatasets } from './datasets.ts';
 import { FIO_JOBS, runFio } from './fio-jobs.ts';
@@ -28,7 +29,7 @@ const logDir = join(cfg.dir, 'logs', 'compare');
 await mkdir(work, { recursive: true });
 await mkdir(logDir, { recursive: true });
 const data = (await prepareDatasets(cfg.dir, logDir, cfg.size)).main;
-const results: Record<string, { value: number[]; cpu: number[] }> = { A: { value: [], cpu: [] }, B: { value: [], cpu: [] } };
+const results: Record<string, { value: number[]; cpu: number[]; load: number[] }> = { A: { value: [], cpu: [], load: [] }, B: { value: [], cpu: [], load: [] } };
 for (let i = 0; i < n; i++) {
   for (const [label, launcher] of i % 2 === 0 ? [['A', a], ['B', b]] : [['B', b], ['A', a]]) {
     await equalisePageCache([server === 'iomapd-image' ? data.image : data.raw], false);
@@ -41,6 +42,7 @@ for (let i = 0; i < n; i++) {
       const cpu = ((await cpuSeconds(s.pid)) - c0) * 1e6 / r.requests;
       results[label!]!.value.push(r.value);
       results[label!]!.cpu.push(cpu);
+      results[label!]!.load.push(loadAverage()[0]!);
       console.log(`${label} ${Math.round(r.value)} ${job.metric}, ${cpu.toFixed(1)} µs/request (load ${loadAverage()[0]})`);
     } finally {
       await s.stop();
@@ -52,3 +54,11 @@ for (const label of ['A', 'B'] as const) {
   console.log(`${label}: median ${Math.round(median(r.value))} ${job.metric}, median ${median(r.cpu).toFixed(1)} µs/request  (${label === 'A' ? a : b})`);
 }
 console.log(`B/A throughput ${(median(results.B!.value) / median(results.A!.value)).toFixed(2)}x, CPU per request ${(median(results.B!.cpu) / median(results.A!.cpu)).toFixed(2)}x`);
+const out = process.env.COMPARE_JSON;
+if (out) {
+  const summary = (label: 'A' | 'B') => ({ launcher: label === 'A' ? a : b, ...results[label]!, medianValue: median(results[label]!.value), medianCpuUs: median(results[label]!.cpu) });
+  const ratio = { throughput: median(results.B!.value) / median(results.A!.value), cpuPerRequest: median(results.B!.cpu) / median(results.A!.cpu) };
+  const record = { date: new Date().toISOString(), job: job.name, metric: job.metric, server, transport, runtime, ramp, alternations: n, A: summary('A'), B: summary('B'), ratio };
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, `${JSON.stringify(record, null, 2)}\n`);
+}

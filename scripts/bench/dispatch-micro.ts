@@ -2,9 +2,11 @@
 // depth 32 against an image volume on memory storage (the engine alone), a memory device, the
 // raw-file device and an image-store volume on a file, in process, so
 // the figures hold no protocol parsing, socket I/O or client. Reports wall time and process CPU
-// (main thread and thread pool) per request. Uses the benchmark data in bench/tmp (npm run bench),
+// (main thread and thread pool) per request, and the promises each request makes (counted with an
+// async hook in a separate pass: a figure the machine's load cannot blur). Uses the benchmark data in bench/tmp (npm run bench),
 // opened read-only for reads; writes go to a scratch copy.
 //   node scripts/bench/dispatch-micro.ts [N] [FILTER]   (FILTER: run only cases whose name contains it)
+import { createHook } from 'node:async_hooks';
 import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cmd } from '../../src/protocol/constants.ts';
@@ -42,6 +44,15 @@ async function measure(name: string, device: BlockDevice, type: number): Promise
       for (const buf of reply) replySent(buf); // as the transport does once the socket sent it
     }
   };
+  // Promises per request, in a pass of its own (the hook slows everything it sees).
+  let promises = 0;
+  const hook = createHook({ init: (_id, type) => void (type === 'PROMISE' && promises++) });
+  const counted = Math.min(N, 20_000);
+  next = N - counted;
+  hook.enable();
+  await Promise.all(Array.from({ length: QD }, one));
+  hook.disable();
+  const perRequest = (promises / counted).toFixed(1);
   for (let round = 0; round < 2; round++) {
     next = 0;
     const c0 = process.cpuUsage();
@@ -50,7 +61,7 @@ async function measure(name: string, device: BlockDevice, type: number): Promise
     const ns = Number(process.hrtime.bigint() - t0);
     const c = process.cpuUsage(c0);
     if (round === 1) {
-      console.log(`${name.padEnd(22)} ${(ns / N / 1000).toFixed(2).padStart(6)} µs wall/request  ${((c.user + c.system) / N).toFixed(2).padStart(6)} µs CPU/request  ${Math.round((N / ns) * 1e9).toLocaleString('en-US')} requests/s`);
+      console.log(`${name.padEnd(22)} ${(ns / N / 1000).toFixed(2).padStart(6)} µs wall/request  ${((c.user + c.system) / N).toFixed(2).padStart(6)} µs CPU/request  ${Math.round((N / ns) * 1e9).toLocaleString('en-US')} requests/s  ${perRequest} promises/request`);
     }
   }
 }

@@ -93,9 +93,7 @@ export class VolumeDevice implements BlockDevice {
 
   async write(data: Buffer, offset: number, options: WriteOptions): Promise<void> {
     if (data.length === 0) return;
-    const pure = await this.exclusive(offset, data.length, this.needForWrite(offset, data.length), (res) =>
-      writeRange(this.vc, data, offset, res).then((o) => o.pure),
-    );
+    const { pure } = await this.exclusive(offset, data.length, this.needForWrite(offset, data.length), (res) => writeRange(this.vc, data, offset, res));
     if (options.fua) await this.durable(pure);
   }
 
@@ -159,11 +157,14 @@ export class VolumeDevice implements BlockDevice {
   private async exclusive<T>(offset: number, length: number, need: () => number, op: (res: SpaceReservation | undefined) => Promise<T>): Promise<T> {
     const { mapper, gate, lock } = this.parts;
     const B = mapper.blockSize;
-    await gate.enter();
+    // Open gate and a free range (most writes): no promise to wait on for either.
+    if (!gate.tryEnter()) await gate.enter();
     let unlock: (() => void) | null = null;
     let reservation: SpaceReservation | undefined;
     try {
-      unlock = await lock.acquire(Math.floor(offset / B) * B, Math.ceil((offset + length) / B) * B);
+      const start = Math.floor(offset / B) * B;
+      const end = Math.ceil((offset + length) / B) * B;
+      unlock = lock.tryAcquire(start, end) ?? (await lock.acquire(start, end));
       const blocks = need();
       if (blocks > 0) reservation = mapper.reserve(blocks);
       return await op(reservation);

@@ -11,6 +11,13 @@ export class WriteGate {
   private closed: Promise<void> | null = null;
   private idle: (() => void) | null = null;
 
+  /** Enters a write-type request now if no structural operation is under way; false otherwise. */
+  tryEnter(): boolean {
+    if (this.closed) return false;
+    this.inFlight++;
+    return true;
+  }
+
   /** Enters a write-type request (waits while a structural operation drains the volume). */
   async enter(): Promise<void> {
     while (this.closed) await this.closed;

@@ -10,7 +10,7 @@
 // a failed request converts and remaps nothing (L5). The caller holds the block-rounded range lock.
 import type { SpaceReservation } from '../fs/allocator.ts';
 import { type Mapping, MappingFlags } from '../fs/mapping.ts';
-import { chunks, IoWindow } from './io-window.ts';
+import { chunks, IoWindow, SUB_IO_BYTES } from './io-window.ts';
 import { invariant } from './invariant.ts';
 import type { VolumeContext } from './volume-context.ts';
 
@@ -28,11 +28,26 @@ export async function writeRange(vc: VolumeContext, data: Buffer, offset: number
   const win = new IoWindow();
   const begun: Mapping[] = [];
   let pure = true;
+  if (data.length === 0) return { pure };
+  const first = await mapper.begin(name, offset, data.length, 'write', reservation ? { reservation } : {});
+  // Most writes: one clean, exclusive mapped piece and one sub-write, so no window (same end rules).
+  if (first.type === 'mapped' && first.flags === 0 && first.offset + first.length >= end && data.length <= SUB_IO_BYTES) {
+    try {
+      await vc.data.write(first.physical + (offset - first.offset), data);
+    } catch (err) {
+      await mapper.end(first, 0, err);
+      throw err;
+    }
+    vc.counters.imageBytesWritten += data.length;
+    await mapper.end(first, first.length);
+    if (fromClient) vc.counters.clientBytesWritten += data.length;
+    return { pure };
+  }
+  begun.push(first);
   try {
     let at = offset;
-    while (at < end && !win.failed) {
-      const m = await mapper.begin(name, at, end - at, 'write', reservation ? { reservation } : {});
-      begun.push(m);
+    let m = first;
+    for (;;) {
       const segEnd = Math.min(end, m.offset + m.length);
       const src = data.subarray(at - offset, segEnd - offset);
       if (m.type !== 'mapped' || m.flags !== 0) pure = false;
@@ -61,6 +76,9 @@ export async function writeRange(vc: VolumeContext, data: Buffer, offset: number
           throw invariant(vc.log, 'unknown mapping type on write', { volume: name, type: (m as Mapping).type });
       }
       at = segEnd;
+      if (at >= end || win.failed) break;
+      m = await mapper.begin(name, at, end - at, 'write', reservation ? { reservation } : {});
+      begun.push(m);
     }
     await win.settle();
   } catch (err) {

@@ -8,17 +8,26 @@
 // has no preadv2(RWF_NOWAIT) or mincore to ask first, so the gate judges afterwards: calls run
 // inline while they stay fast. A slow one sends calls to the pool for a back-off period, after
 // which one call probes inline again; consecutive slow probes double the back-off, so a cold
-// working set or a throttled disk costs at most one stalled call per period.
+// working set or a throttled disk costs at most one stalled call per period (writes: two, below).
 //
-// Calls can also be uniformly costly without being slow (a file whose 4 KiB writes take 15 µs
-// where another's take 3): inline, that cost is the event loop's alone, while the pool would run
-// it beside the event loop on another core. So the gate also keeps a running mean of 4 KiB-sized
-// calls and backs off the same way while it is above a few microseconds.
+// Calls can also be uniformly costly without being slow (a file whose 4 KiB writes take 30 µs
+// where another's take 3: ext4 writes into 2 MiB page-cache folios, docs/PERFORMANCE.md): inline,
+// that cost is the event loop's alone, while the pool would run it beside the event loop on
+// another core. So the gate also backs off while calls cost more than a few microseconds per 4 KiB.
 //
-// A slow call may also just be the thread being preempted (common when the client shares two
-// cores with us). For reads the gate can tell: the process's block input count (getrusage
+// Both judgements are of the I/O's own latency, not of the machine's load. When other work keeps
+// the CPUs busy (load averages of 3 to 6 on two cores), the event-loop thread is preempted in the
+// middle of calls, and a preempted call looks slow for as long as the thread waited for a CPU.
+// Preemption only ever adds time, and only to some calls, so the cost is judged by the lower
+// quartile of each window of WINDOW_CALLS calls: cheap I/O stays cheap in most calls of a window,
+// while I/O that is cheap only now and then (a few writes into small folios among many into 2 MiB
+// ones) is judged by what it usually costs. And a preempted call is followed by a normal one (the
+// thread resumes with a fresh time slice), while a blocked disk or throttled writer stalls call
+// after call.
+//
+// For reads the gate can also tell directly: the process's block input count (getrusage
 // ru_inblock, asked only after a slow read) moves only on a real disk read. Writes have no such
-// witness, so every slow write counts.
+// witness, so they back off after SLOW_RUN slow calls in a row.
 //
 // Modes: 'auto' (the above), 'never' (always the pool, as Node does by default) and 'always'
 // (inline whatever it costs; for measurements).
@@ -31,10 +40,13 @@ const MAX_INLINE_BYTES = 256 * 1024;
 /** A fixed allowance plus a copy rate far below memory's: slower than this was not a cache hit. */
 const SLOW_BASE_NS = 150_000;
 const SLOW_NS_PER_BYTE = 1; // 1 GB/s
-/** Above this running mean per 4 KiB, a core of the thread pool does the work more cheaply. */
-const MEAN_LIMIT_NS_PER_4K = 8_000;
-/** Weight of the newest call in the running mean. */
-const MEAN_WEIGHT = 1 / 32;
+/** Above this cost per 4 KiB, a core of the thread pool does the work more cheaply. */
+const COST_LIMIT_NS_PER_4K = 8_000;
+/** Calls per cost window; its lower quartile is the I/O's own cost (preemption only adds). */
+const WINDOW_CALLS = 32;
+const WINDOW_QUARTILE = WINDOW_CALLS / 4 - 1;
+/** Slow calls in a row that count as blocked when there is no witness (writes). */
+const SLOW_RUN = 2;
 const FIRST_BACKOFF_NS = 50_000_000;
 const MAX_BACKOFF_NS = 2_000_000_000;
 
@@ -47,16 +59,20 @@ export class InlineIoGate {
   pooled = 0;
   slow = 0;
   misses = 0;
-  /** Back-offs because the running mean was too high. */
+  /** Back-offs because a window of calls was costly (its lower quartile above the limit). */
   costly = 0;
-  #meanNsPer4k = 0;
+  /** The current window's calls, each as ns per 4 KiB, and how many it holds. */
+  readonly #window = new Float64Array(WINDOW_CALLS);
+  #windowCalls = 0;
+  /** Slow calls in a row (writes: no witness). */
+  #slowRun = 0;
   #inputBlocks = 0;
 
   readonly #inputBlocksNow: (() => number) | null;
 
   /**
    * `inputBlocks` reads the process's block input count (asked only after a slow call); without
-   * it every slow call counts as blocked.
+   * it, SLOW_RUN slow calls in a row count as blocked.
    */
   constructor(mode: InlineIoMode, inputBlocks: (() => number) | null) {
     this.#mode = mode;
@@ -72,7 +88,8 @@ export class InlineIoGate {
     this.#mode = mode;
     this.#pooledUntil = 0n;
     this.#backoffNs = FIRST_BACKOFF_NS;
-    this.#meanNsPer4k = 0;
+    this.#startWindow();
+    this.#slowRun = 0;
     this.#inputBlocks = this.#inputBlocksNow?.() ?? 0;
   }
 
@@ -89,16 +106,16 @@ export class InlineIoGate {
   /** Reports how long an admitted inline call moving `length` bytes took. */
   record(length: number, elapsedNs: bigint, now: bigint): void {
     if (elapsedNs <= BigInt(SLOW_BASE_NS + SLOW_NS_PER_BYTE * length)) {
-      // Capped, so that a call that was preempted now and then does not drag the mean up alone.
-      const per4k = Math.min((Number(elapsedNs) * 4096) / Math.max(length, 4096), 2 * MEAN_LIMIT_NS_PER_4K);
-      this.#meanNsPer4k += (per4k - this.#meanNsPer4k) * MEAN_WEIGHT;
-      if (this.#mode === 'auto' && this.#meanNsPer4k > MEAN_LIMIT_NS_PER_4K) {
+      this.#slowRun = 0;
+      this.#backoffNs = FIRST_BACKOFF_NS; // fast again: the next back-off starts short
+      this.#window[this.#windowCalls] = (Number(elapsedNs) * 4096) / Math.max(length, 4096);
+      if (++this.#windowCalls < WINDOW_CALLS) return;
+      const cost = this.#window.sort()[WINDOW_QUARTILE]!;
+      this.#startWindow(); // the probe after a back-off starts a fresh window too
+      if (this.#mode === 'auto' && cost > COST_LIMIT_NS_PER_4K) {
         this.costly++;
-        this.#meanNsPer4k = 0; // the probe after the back-off starts a fresh mean
         this.#backOff(now);
-        return;
       }
-      this.#backoffNs = FIRST_BACKOFF_NS;
       return;
     }
     this.slow++;
@@ -107,9 +124,17 @@ export class InlineIoGate {
       const diskRead = blocks !== this.#inputBlocks;
       this.#inputBlocks = blocks;
       if (!diskRead) return; // preempted, not a miss
+    } else if (++this.#slowRun < SLOW_RUN) {
+      return; // one slow write alone is most likely the thread being preempted
     }
+    this.#slowRun = 0;
     this.misses++;
+    this.#startWindow();
     this.#backOff(now);
+  }
+
+  #startWindow(): void {
+    this.#windowCalls = 0;
   }
 
   #backOff(now: bigint): void {

@@ -49,16 +49,37 @@ describe('InlineIoGate', () => {
     expect(g.misses).toBe(3);
   });
 
-  it('without a block-input witness (writes) every slow call backs off', () => {
+  it('without a block-input witness (writes) two slow calls in a row back off, one alone does not', () => {
     const g = new InlineIoGate('auto', null);
     g.record(4096, us(10), 0n);
     expect(g.admit(4096, ms(1))).toBe(true);
-    g.record(4096, ms(2), ms(1));
-    expect(g.admit(4096, ms(2))).toBe(false);
-    expect(g.admit(4096, ms(52))).toBe(true);
+    g.record(4096, ms(2), ms(1)); // slow once: most likely preempted
+    expect(g.admit(4096, ms(2))).toBe(true);
+    g.record(4096, us(3), ms(2)); // a normal call between slow ones breaks the run
+    g.record(4096, ms(2), ms(3));
+    expect(g.admit(4096, ms(4))).toBe(true);
+    expect([g.slow, g.misses]).toEqual([2, 0]);
+    g.record(4096, ms(2), ms(5)); // slow again, right after: blocked
+    expect(g.admit(4096, ms(6))).toBe(false);
+    expect(g.admit(4096, ms(55))).toBe(true);
+    expect(g.misses).toBe(1);
   });
 
-  it('a running mean above 8 µs per 4 KiB backs off although no single call was slow', () => {
+  it('calls preempted now and then (a busy machine) keep cheap I/O inline', () => {
+    // Load 3 to 6 on two cores: every third call waits for a CPU, some of them past the slow limit.
+    for (const witness of [null, () => 0]) {
+      const g = new InlineIoGate('auto', witness);
+      for (let i = 0; i < 3000; i++) {
+        expect(g.admit(4096, ms(i))).toBe(true);
+        const elapsed = i % 3 === 0 ? (i % 9 === 0 ? ms(3) : us(140)) : us(3);
+        g.record(4096, elapsed, ms(i));
+      }
+      expect([g.pooled, g.costly, g.misses]).toEqual([0, 0, 0]);
+      expect(g.slow).toBe(334);
+    }
+  });
+
+  it('backs off when the lower quartile of a 32-call window costs more than 8 µs per 4 KiB', () => {
     const g = new InlineIoGate('auto', null);
     for (let i = 0; i < 200; i++) g.record(4096, us(3), ms(i)); // cheap calls: stay inline
     expect(g.admit(4096, ms(200))).toBe(true);
@@ -69,6 +90,14 @@ describe('InlineIoGate', () => {
     // The back-off started at the last recorded call, ms(t - 1).
     expect(g.admit(4096, ms(t + 48))).toBe(false);
     expect(g.admit(4096, ms(t + 49))).toBe(true); // the probe after the back-off
+    // A third of the calls waited for a CPU: the I/O itself is cheap.
+    const waited = new InlineIoGate('auto', null);
+    for (let i = 0; i < 320; i++) waited.record(4096, i % 3 === 0 ? us(100) : us(4), ms(i));
+    expect(waited.costly).toBe(0);
+    // Cheap only now and then (one call in eight): judged by what it usually costs.
+    const mostlyCostly = new InlineIoGate('auto', null);
+    for (let i = 0; i < 32; i++) mostlyCostly.record(4096, i % 8 === 0 ? us(3) : us(30), ms(i));
+    expect(mostlyCostly.costly).toBe(1);
     // A 64 KiB call taking 40 µs is cheap per 4 KiB.
     const big = new InlineIoGate('auto', null);
     for (let i = 0; i < 200; i++) big.record(65536, us(40), ms(i));
