@@ -5,7 +5,6 @@
 // non-overlapping, inside their volume and the data area; every used block's reference count
 // equals the number of extents (plus the checkpoint) referring to it; free space and used space are
 // disjoint and together cover the data area (no leaks); the free-block counter matches.
-import { BTree } from './btree.ts';
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX } from './format.ts';
 import { RangeMap } from './range-map.ts';
@@ -184,7 +183,7 @@ export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]):
       vals.push(e);
       prevEnd = x.start + e.len;
     }
-    out.addVolume({ ...v, map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)) });
+    out.addVolume({ ...v, map: RangeMap.fromSorted(extentOps, keys, vals) });
   }
   const seg = referenceSegments(out, checkpointRuns);
   const sk: number[] = [];
@@ -211,8 +210,8 @@ export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]):
     fv.push({ len: meta.dataBlocks - pos });
     free += meta.dataBlocks - pos;
   }
-  out.shared = new RangeMap(sharedOps, BTree.fromSorted(sk, sv));
-  out.free = new RangeMap(freeOps, BTree.fromSorted(fk, fv));
+  out.shared = RangeMap.fromSorted(sharedOps, sk, sv);
+  out.free = RangeMap.fromSorted(freeOps, fk, fv);
   out.freeBlocks = free;
   return { meta: out, dropped };
 }

@@ -21,10 +21,9 @@
 // Runs and extents are sorted by start and never overlap.
 import { ByteReader, ByteWriter, corrupt } from '../util/bytes.ts';
 import { checksum } from '../util/checksum.ts';
-import { BTree } from './btree.ts';
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX, VolumeFlags } from './format.ts';
-import { RangeMap } from './range-map.ts';
+import { RangeMap, type RangeOps } from './range-map.ts';
 import { Metadata } from './state.ts';
 
 const MAGIC = Buffer.from('IMCKPT01', 'latin1');
@@ -122,26 +121,23 @@ export function decodeCheckpoint(buf: Buffer, expect: { blockSize: number; dataB
       name,
       size,
       flags,
-      map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)),
+      map: RangeMap.fromSorted(extentOps, keys, vals),
       inline: isInline ? inl : null,
     });
   }
   m.nextVolumeId = Math.max(m.nextVolumeId, nextId);
-  m.shared = new RangeMap(sharedOps, readRuns<SharedRun>(r, sharedCount, dataBlocks, 20, (len) => ({ len, count: r.u32() })));
+  m.shared = readRuns<SharedRun>(r, sharedCount, dataBlocks, 20, sharedOps, (len) => ({ len, count: r.u32() }));
   let freeBlocks = 0;
-  m.free = new RangeMap(
-    freeOps,
-    readRuns<FreeRun>(r, freeCount, dataBlocks, 16, (len) => {
-      freeBlocks += len;
-      return { len };
-    }),
-  );
+  m.free = readRuns<FreeRun>(r, freeCount, dataBlocks, 16, freeOps, (len) => {
+    freeBlocks += len;
+    return { len };
+  });
   m.freeBlocks = freeBlocks;
   for (const s of m.shared.entries()) if (s.v.count < 2) throw corrupt('checkpoint: shared run with count < 2');
   return m;
 }
 
-function readRuns<V>(r: ByteReader, count: number, dataBlocks: number, width: number, val: (len: number) => V): BTree<V> {
+export function readRuns<V extends { len: number }>(r: ByteReader, count: number, dataBlocks: number, width: number, ops: RangeOps<V>, val: (len: number) => V): RangeMap<V> {
   if (count * width > r.remaining) throw corrupt('checkpoint: run count past the end');
   const keys = new Array<number>(count);
   const vals = new Array<V>(count);
@@ -154,5 +150,5 @@ function readRuns<V>(r: ByteReader, count: number, dataBlocks: number, width: nu
     keys[i] = start;
     vals[i] = val(len);
   }
-  return BTree.fromSorted(keys, vals);
+  return RangeMap.fromSorted(ops, keys, vals);
 }

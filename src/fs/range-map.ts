@@ -2,13 +2,13 @@
 // keyed by start. Extent maps, the shared-refcount table and free space are all RangeMaps.
 // Neighbours that touch and agree (ops.join) are merged on insert. Values are treated as
 // immutable: changing one means replacing the entry.
-import { BTree } from './btree.ts';
+import { BTree, type Packing, type TreeHooks } from './btree.ts';
 
 export interface RangeValue {
   readonly len: number;
 }
 
-export interface RangeOps<V extends RangeValue> {
+export interface RangeOps<V extends RangeValue> extends Packing<V> {
   /** The part of v that starts `skip` blocks in and is `len` blocks long. */
   slice(v: V, skip: number, len: number): V;
   /** The merge of a followed directly by b, or null if they must stay apart. */
@@ -26,11 +26,38 @@ export class RangeMap<V extends RangeValue> {
 
   constructor(ops: RangeOps<V>, tree?: BTree<V>) {
     this.ops = ops;
-    this.tree = tree ?? new BTree<V>();
+    this.tree = tree ?? new BTree<V>(ops);
+  }
+
+  /** A map over entries sorted by start, built in O(n). */
+  static fromSorted<V extends RangeValue>(ops: RangeOps<V>, starts: ArrayLike<number>, vals: ArrayLike<V>, hooks: TreeHooks<V> | null = null): RangeMap<V> {
+    return new RangeMap(ops, BTree.fromSorted(ops, starts, vals, hooks));
+  }
+
+  /** A map sharing every node with this one (O(1)); changes to either stay private. */
+  clone(): RangeMap<V> {
+    return new RangeMap(this.ops, this.tree.clone());
+  }
+
+  /** Releases this map's nodes (entries no other map shares go to the tree's hooks). */
+  drop(): void {
+    this.tree.drop();
   }
 
   get size(): number {
     return this.tree.size;
+  }
+
+  /**
+   * The entry covering block pos and whether it is shared with another map through a shared tree
+   * node (a node copied from a snapshot's source and not yet made private); null in a gap.
+   */
+  coveringShared(pos: number, durableTag: number): { start: number; v: V; shared: boolean } | null {
+    const c = this.tree.floor(pos);
+    if (!c) return null;
+    const start = this.tree.key(c);
+    const v = this.tree.value(c);
+    return pos < start + v.len ? { start, v, shared: this.tree.sharedPath(c, durableTag) } : null;
   }
 
   /** The entry covering block pos, or null if pos is in a gap. */

@@ -8,7 +8,6 @@
 // apply takes them itself. Blocks whose count drops to 0 are handed to `freed`, which defers their
 // reuse (live) or frees them at once (replay).
 import { IomapdError } from '../util/errors.ts';
-import { BTree } from './btree.ts';
 import { type Extent, ExtentKind, type FreeRun, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX, MAX_NAME_BYTES, SETTABLE_VOLUME_FLAGS, VolumeFlags } from './format.ts';
 import { type Op, OpCode } from './ops.ts';
@@ -199,7 +198,7 @@ export class Metadata {
           name: op.name,
           size: src.size,
           flags: (op.flags & ~VolumeFlags.INLINE) | inlineFlag,
-          map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)),
+          map: RangeMap.fromSorted(extentOps, keys, vals),
           inline: src.inline ? Buffer.from(src.inline) : null,
         });
         return;
