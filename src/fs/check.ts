@@ -7,6 +7,7 @@
 // disjoint and together cover the data area (no leaks); the free-block counter matches.
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX } from './format.ts';
+import { InnerNode, LeafNode, type TreeNode } from './btree.ts';
 import { RangeMap } from './range-map.ts';
 import { Metadata, validVolumeName } from './state.ts';
 
@@ -23,17 +24,36 @@ export interface CheckReport {
 
 const MAX_LISTED = 50;
 
-/** Reference segments: [start, end) with the number of references, sorted, count >= 1. */
-function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: number[]; ends: number[]; counts: number[] } {
+/** Every tree node reachable from a volume, once, with the number of parents and roots holding it. */
+export function treeCensus(meta: Metadata): Map<TreeNode, number> {
+  const holders = new Map<TreeNode, number>();
+  const visit = (n: TreeNode) => {
+    const seen = holders.get(n);
+    holders.set(n, (seen ?? 0) + 1);
+    if (seen === undefined && n instanceof InnerNode) for (const c of n.children) visit(c);
+  };
+  for (const v of meta.volumes.values()) visit(v.map.tree.root);
+  return holders;
+}
+
+/**
+ * Reference segments: [start, end) with the number of references, sorted, count >= 1. A block's
+ * references are the distinct extent-map leaves pointing to it (a leaf shared by several volumes
+ * counts once) plus the `extra` runs (checkpoint and node blocks).
+ */
+function referenceSegments(leaves: readonly TreeNode[], extra: readonly Run[]): { starts: number[]; ends: number[]; counts: number[] } {
   let n = extra.length;
-  for (const v of meta.volumes.values()) n += v.map.size;
+  for (const node of leaves) if (node instanceof LeafNode) n += node.n;
   const s = new Float64Array(n);
   const e = new Float64Array(n);
   let i = 0;
-  for (const v of meta.volumes.values()) {
-    for (const x of v.map.entries()) {
-      s[i] = x.v.phys;
-      e[i] = x.v.phys + x.v.len;
+  for (const node of leaves) {
+    if (!(node instanceof LeafNode)) continue;
+    const d = node.data;
+    for (let j = 0; j < node.n; j++) {
+      // Leaf rows: start, len, phys, kind (extentOps).
+      s[i] = d[j * 4 + 2]!;
+      e[i] = d[j * 4 + 2]! + d[j * 4 + 1]!;
       i++;
     }
   }
@@ -75,6 +95,30 @@ function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: num
   return { starts, ends, counts };
 }
 
+/** The leaves of every volume's map, a shared leaf once per volume holding it. */
+function leavesPerVolume(meta: Metadata): LeafNode[] {
+  const out: LeafNode[] = [];
+  const walk = (n: TreeNode) => {
+    if (n instanceof LeafNode) out.push(n);
+    else for (const c of n.children) walk(c);
+  };
+  for (const v of meta.volumes.values()) walk(v.map.tree.root);
+  return out;
+}
+
+/**
+ * The shared-refcount table as it would be with no tree node shared: blocks referenced by several
+ * volumes, counted per volume (the version-1 checkpoint format cannot record shared nodes).
+ */
+export function materializedShared(meta: Metadata): Array<{ start: number; len: number; count: number }> {
+  const seg = referenceSegments(leavesPerVolume(meta), []);
+  const out: Array<{ start: number; len: number; count: number }> = [];
+  for (let i = 0; i < seg.starts.length; i++) {
+    if (seg.counts[i]! >= 2) out.push({ start: seg.starts[i]!, len: seg.ends[i]! - seg.starts[i]!, count: seg.counts[i]! });
+  }
+  return out;
+}
+
 /**
  * `transient` lists blocks of a live store that are neither used nor free: pending frees and
  * allocations not yet linked. A freshly opened store has none.
@@ -110,8 +154,18 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
   for (const r of checkpointRuns) {
     if (r.start + r.len > meta.dataBlocks) err('checkpoint blocks lie outside the data area');
   }
+  // Tree nodes: each node's count equals its holders; a node on disk owns one block (used once).
+  const census = treeCensus(meta);
+  const nodeRuns: Run[] = [];
+  for (const [node, holders] of census) {
+    if (node.refs !== holders) err(`tree node ${node.addr >= 0 ? `at block ${node.addr}` : '(unwritten)'} has refcount ${node.refs}, but ${holders} holders`);
+    if (node.addr >= 0) {
+      if (!Number.isInteger(node.addr) || node.addr >= meta.dataBlocks) err(`tree node address ${node.addr} lies outside the data area`);
+      else nodeRuns.push({ start: node.addr, len: 1 });
+    }
+  }
 
-  const seg = referenceSegments(meta, checkpointRuns);
+  const seg = referenceSegments([...census.keys()], [...checkpointRuns, ...nodeRuns]);
   let used = 0;
   for (let i = 0; i < seg.starts.length; i++) {
     const a = seg.starts[i]!;
@@ -185,7 +239,7 @@ export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]):
     }
     out.addVolume({ ...v, map: RangeMap.fromSorted(extentOps, keys, vals) });
   }
-  const seg = referenceSegments(out, checkpointRuns);
+  const seg = referenceSegments([...treeCensus(out).keys()], checkpointRuns);
   const sk: number[] = [];
   const sv: SharedRun[] = [];
   const fk: number[] = [];

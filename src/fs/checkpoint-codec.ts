@@ -23,6 +23,7 @@ import { ByteReader, ByteWriter, corrupt } from '../util/bytes.ts';
 import { checksum } from '../util/checksum.ts';
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX, VolumeFlags } from './format.ts';
+import { materializedShared } from './check.ts';
 import { RangeMap, type RangeOps } from './range-map.ts';
 import { Metadata } from './state.ts';
 
@@ -43,9 +44,11 @@ export function checkpointSize(m: Metadata, extraFree: number): number {
  * the committed view (free space plus blocks that are only reserved or pending free).
  */
 export function encodeCheckpoint(m: Metadata, generation: number, free: Run[]): Buffer {
-  const w = new ByteWriter(checkpointSize(m, free.length - m.free.size) + 16);
+  // Version 1 has no shared tree nodes: volumes sharing a leaf each count their own reference.
+  const shared = materializedShared(m);
+  const w = new ByteWriter(checkpointSize(m, free.length - m.free.size) + (shared.length - m.shared.size) * 20 + 16);
   w.bytes(MAGIC).u32(1).u32(m.blockSize).u64(m.dataBlocks).u64(generation);
-  w.u32(m.nextVolumeId).u32(m.volumes.size).u64(m.shared.size).u64(free.length);
+  w.u32(m.nextVolumeId).u32(m.volumes.size).u64(shared.length).u64(free.length);
   w.u32(0);
   const crcAt = w.skip(4);
   for (const v of m.volumes.values()) {
@@ -55,7 +58,7 @@ export function encodeCheckpoint(m: Metadata, generation: number, free: Run[]): 
     w.u64(v.map.size);
     for (const e of v.map.entries()) w.u64(e.start).u64(e.v.len).u64(e.v.phys).u8(e.v.kind);
   }
-  for (const s of m.shared.entries()) w.u64(s.start).u64(s.v.len).u32(s.v.count);
+  for (const s of shared) w.u64(s.start).u64(s.len).u32(s.count);
   for (const f of free) w.u64(f.start).u64(f.len);
   const buf = w.finish();
   w.patchU32(crcAt, checksum(buf));
@@ -121,6 +124,7 @@ export function decodeCheckpoint(buf: Buffer, expect: { blockSize: number; dataB
       name,
       size,
       flags,
+      origin: 0,
       map: RangeMap.fromSorted(extentOps, keys, vals),
       inline: isInline ? inl : null,
     });

@@ -233,7 +233,8 @@ export class ImageStore implements StoreParts {
   /** Verifies the live metadata (tests and debug builds; O(extents log extents)). */
   verify(): CheckReport {
     const { alloc } = this.state;
-    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns()]);
+    const retired = this.state.meta.retiredNodes.map((b) => ({ start: b, len: 1 }));
+    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns(), ...retired]);
   }
 
   /** Replaces the metadata with a rebuilt copy and checkpoints it (check --repair). */
