@@ -220,6 +220,12 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
 export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]): { meta: Metadata; dropped: number } {
   const out = new Metadata(meta.blockSize, meta.dataBlocks);
   out.nextVolumeId = meta.nextVolumeId;
+  // The rebuilt trees are all new; the current checkpoint's node blocks stay in use until the next
+  // checkpoint replaces it, then they are freed like any replaced node.
+  const oldNodes = [...meta.retiredNodes];
+  for (const node of treeCensus(meta).keys()) if (node.addr >= 0 && node.addr < meta.dataBlocks) oldNodes.push(node.addr);
+  out.retiredNodes = [...new Set(oldNodes)];
+  out.nodeBlocks = meta.nodeBlocks;
   let dropped = 0;
   for (const v of meta.volumes.values()) {
     const blocks = v.inline ? 0 : Math.floor(v.size / meta.blockSize);
@@ -239,7 +245,7 @@ export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]):
     }
     out.addVolume({ ...v, map: RangeMap.fromSorted(extentOps, keys, vals) });
   }
-  const seg = referenceSegments([...treeCensus(out).keys()], checkpointRuns);
+  const seg = referenceSegments([...treeCensus(out).keys()], [...checkpointRuns, ...out.retiredNodes.map((b) => ({ start: b, len: 1 }))]);
   const sk: number[] = [];
   const sv: SharedRun[] = [];
   const fk: number[] = [];

@@ -1,8 +1,10 @@
-// Constants of the on-disk format (versions 1 and 2). The layout is described in docs/FORMAT.md.
-/** The newest format this code reads and writes. */
-export const FORMAT_VERSION = 2;
-/** New images start here, readable by every release. */
-export const BASE_FORMAT_VERSION = 1;
+// Constants of the on-disk format (versions 1 to 3). The layout is described in docs/FORMAT.md.
+/**
+ * The newest format this code reads and the one every checkpoint writes: version 3 keeps extent
+ * maps in tree nodes written incrementally. Versions 1 and 2 are read and upgraded by the first
+ * checkpoint after a writable open.
+ */
+export const FORMAT_VERSION = 3;
 /**
  * An image moves to version 2 before its first REQUIRE_TLS flag or VOL_SET_FLAGS op: a release
  * that knows neither refuses it (FORMAT_TOO_NEW) instead of serving that volume without TLS.

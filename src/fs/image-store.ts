@@ -71,7 +71,8 @@ export class ImageStore implements StoreParts {
 
   private constructor(storage: Storage, latch: PoisonLatch, r: Recovered, readOnly: boolean) {
     this.storage = storage;
-    const state = new StoreState(r.meta, latch, readOnly, r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0), r.sb.version);
+    const metadataBlocks = r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0) + r.meta.nodeBlocks;
+    const state = new StoreState(r.meta, latch, readOnly, metadataBlocks, r.sb.version);
     const dataSync = new GroupSync(() => latch.sync());
     this.state = state;
     this.ops = new OpLog(state);
