@@ -203,7 +203,9 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
   }
   if (freeSum !== meta.freeBlocks) err(`free-block counter is ${meta.freeBlocks}, free runs hold ${freeSum}`);
   let transientBlocks = 0;
-  for (const t of transient) {
+  // Node blocks replaced since the last checkpoint: still in use on disk until the next one.
+  const retired = meta.retiredNodes.map((b) => ({ start: b, len: 1 }));
+  for (const t of [...transient, ...retired]) {
     transientBlocks += t.len;
     if (meta.free.overlapping(t.start, t.start + t.len).length > 0) err(`pending block ${t.start} is also free`);
   }

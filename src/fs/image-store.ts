@@ -234,8 +234,7 @@ export class ImageStore implements StoreParts {
   /** Verifies the live metadata (tests and debug builds; O(extents log extents)). */
   verify(): CheckReport {
     const { alloc } = this.state;
-    const retired = this.state.meta.retiredNodes.map((b) => ({ start: b, len: 1 }));
-    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns(), ...retired]);
+    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns()]);
   }
 
   /** Replaces the metadata with a rebuilt copy and checkpoints it (check --repair). */
