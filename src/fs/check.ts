@@ -140,8 +140,12 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
     } else if (v.size <= 0 || v.size % B !== 0) err(`volume ${v.name}: size ${v.size} is not a multiple of the block size`);
     const blocks = v.inline ? 0 : Math.floor(v.size / B);
     let prevEnd = -1;
+    let count = 0;
+    let covered = 0;
     for (const x of v.map.entries()) {
       extents++;
+      count++;
+      covered += x.v.len;
       const e: Extent = x.v;
       if (e.len <= 0 || !Number.isInteger(e.len)) err(`volume ${v.name}: empty extent at block ${x.start}`);
       if (x.start < prevEnd) err(`volume ${v.name}: extents overlap at block ${x.start}`);
@@ -150,6 +154,8 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
       if (e.kind !== 1 && e.kind !== 2) err(`volume ${v.name}: extent at block ${x.start} has bad kind ${e.kind}`);
       prevEnd = x.start + e.len;
     }
+    if (count !== v.map.size) err(`volume ${v.name}: extent counter is ${v.map.size}, the map holds ${count}`);
+    if (covered !== v.map.blocks) err(`volume ${v.name}: allocated-block counter is ${v.map.blocks}, extents cover ${covered}`);
   }
   for (const r of checkpointRuns) {
     if (r.start + r.len > meta.dataBlocks) err('checkpoint blocks lie outside the data area');

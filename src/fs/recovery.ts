@@ -107,7 +107,7 @@ async function loadMetadata(storage: Storage, sb: Superblock, record: Buffer): P
   const meta = new Metadata(sb.blockSize, sb.dataBlocks);
   root.volumes.forEach((v, i) => {
     const tree = new BTree(extentOps, meta.treeHooks, roots[i], v.extents);
-    meta.addVolume({ id: v.id, name: v.name, size: v.size, flags: v.flags, origin: v.origin, map: new RangeMap(extentOps, tree), inline: v.inline });
+    meta.addVolume({ id: v.id, name: v.name, size: v.size, flags: v.flags, origin: v.origin, map: new RangeMap(extentOps, tree, v.blocks), inline: v.inline });
   });
   meta.nextVolumeId = Math.max(meta.nextVolumeId, root.nextVolumeId);
   meta.shared = root.shared;

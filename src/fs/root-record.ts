@@ -16,7 +16,7 @@
 //   60  u32 CRC-32 of the whole record with this field zero
 //   64  volumes, each: u32 id, u32 flags, u64 size, str name (u16 length + UTF-8),
 //       u32 inline length, inline bytes, u32 origin volume id (0: none),
-//       u64 root node block, u64 extent count
+//       u64 root node block, u64 extent count, u64 blocks the extents cover
 //       then shared runs: u64 start, u64 length, u32 count (>= 2, lazy: see state.ts)
 //       then free runs: u64 start, u64 length
 import { ByteReader, ByteWriter, corrupt } from '../util/bytes.ts';
@@ -34,7 +34,7 @@ export const ROOT_RECORD_VERSION = 3;
 /** Bytes the root record of m takes, given `extraFree` more free runs than m has. */
 export function rootRecordSize(m: Metadata, extraFree: number): number {
   let n = HEADER;
-  for (const v of m.volumes.values()) n += 4 + 4 + 8 + 2 + Buffer.byteLength(v.name, 'utf8') + 4 + (v.inline?.length ?? 0) + 4 + 8 + 8;
+  for (const v of m.volumes.values()) n += 4 + 4 + 8 + 2 + Buffer.byteLength(v.name, 'utf8') + 4 + (v.inline?.length ?? 0) + 4 + 8 + 8 + 8;
   return n + m.shared.size * 20 + (m.free.size + extraFree) * 16;
 }
 
@@ -51,7 +51,7 @@ export function encodeRootRecord(m: Metadata, generation: number, free: Run[]): 
     w.u32(v.id).u32(v.flags).u64(v.size).str(v.name);
     const inl = v.inline ?? Buffer.alloc(0);
     w.u32(inl.length).bytes(inl);
-    w.u32(v.origin).u64(root.addr).u64(v.map.size);
+    w.u32(v.origin).u64(root.addr).u64(v.map.size).u64(v.map.blocks);
   }
   for (const s of m.shared.entries()) w.u64(s.start).u64(s.v.len).u32(s.v.count);
   for (const f of free) w.u64(f.start).u64(f.len);
@@ -69,6 +69,7 @@ export interface RootVolume {
   origin: number;
   rootAddr: number;
   extents: number;
+  blocks: number;
 }
 
 export interface RootRecord {
@@ -115,6 +116,7 @@ export function decodeRootRecord(buf: Buffer, expect: { blockSize: number; dataB
     const origin = r.u32();
     const rootAddr = r.u64();
     const extents = r.u64();
+    const blocks = r.u64();
     const isInline = (flags & VolumeFlags.INLINE) !== 0;
     if (isInline ? size > INLINE_MAX || inlLen > size : inlLen !== 0 || size % blockSize !== 0) {
       throw corrupt(`checkpoint: volume ${id} has a bad size or inline length`);
@@ -123,7 +125,7 @@ export function decodeRootRecord(buf: Buffer, expect: { blockSize: number; dataB
     if (ids.has(id) || names.has(name)) throw corrupt(`checkpoint: duplicate volume ${id}`);
     ids.add(id);
     names.add(name);
-    volumes.push({ id, flags, size, name, inline: isInline ? inl : null, origin, rootAddr, extents });
+    volumes.push({ id, flags, size, name, inline: isInline ? inl : null, origin, rootAddr, extents, blocks });
   }
   const shared = readRuns<SharedRun>(r, sharedCount, dataBlocks, 20, sharedOps, (len) => ({ len, count: r.u32() }));
   for (const s of shared.entries()) if (s.v.count < 2) throw corrupt('checkpoint: shared run with count < 2');
