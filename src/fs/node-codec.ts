@@ -75,8 +75,15 @@ export function decodeNode(buf: Buffer, addr: number, dataBlocks: number): Decod
   crc = checksum(Buffer.alloc(4), crc);
   crc = checksum(buf.subarray(28, end), crc);
   if (crc !== stored) throw bad('checksum mismatch');
-  const nums = new Float64Array(Math.max(count, 1) * (type === LEAF ? EXTENT_STRIDE : 2));
-  new Uint8Array(nums.buffer).set(buf.subarray(HEADER, end));
+  const len = count * (type === LEAF ? EXTENT_STRIDE : 2);
+  // A leaf's entries stay where they were read when aligned (no copy at open); a leaf that grows
+  // gets its own array (btree.ts ensure).
+  let nums: Float64Array;
+  if (type === LEAF && (buf.byteOffset + HEADER) % 8 === 0 && count > 0) nums = new Float64Array(buf.buffer, buf.byteOffset + HEADER, len);
+  else {
+    nums = new Float64Array(Math.max(len, 1));
+    new Uint8Array(nums.buffer).set(buf.subarray(HEADER, end));
+  }
   if (type === LEAF) {
     let prevEnd = -1;
     for (let i = 0; i < count; i++) {
