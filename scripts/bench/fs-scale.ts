@@ -96,8 +96,13 @@ try {
 
   const heapBeforeOpen = heap();
   t = process.hrtime.bigint();
+  const cpu0 = process.cpuUsage();
   const again = await openImageFile(path, { readOnly: true });
   const openMs = ms(t);
+  // CPU time of this process (user + system) during open: less sensitive than wall time to other
+  // load on the machine (it leaves out waiting for a core; the pread threads count).
+  const cpu = process.cpuUsage(cpu0);
+  const openCpuMs = (cpu.user + cpu.system) / 1000;
   const heapAfterOpen = heap();
   const ckptBytes = again.superblock.checkpointBytes;
   const metadataBytes = again.meta.nodeBlocks * B + ckptBytes;
@@ -130,6 +135,7 @@ try {
     deleteSnapshotAndCloneMs: +deleteMs.toFixed(2),
     closeCheckpointMs: Math.round(closeMs),
     openMs: Math.round(openMs),
+    openCpuMs: Math.round(openCpuMs),
     checkMs: Math.round(checkMs),
     checkErrors: report.errors.length,
     imageFileAllocatedBytes: fileBytes,
