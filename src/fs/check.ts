@@ -2,9 +2,10 @@
 // derived (reference counts and free space from the extent maps) and writes a fresh checkpoint.
 //
 // Invariants: volume names, sizes and inline lengths are valid; extents are sorted, non-empty,
-// non-overlapping, inside their volume and the data area; every used block's reference count
-// equals the number of extents (plus the checkpoint) referring to it; free space and used space are
-// disjoint and together cover the data area (no leaks); the free-block counter matches.
+// non-overlapping, inside their volume and the data area, and each map's counters match it; every
+// tree node's count equals its holders; every used block's reference count equals the number of
+// distinct leaves (plus the checkpoint and node blocks) referring to it; free space and used space
+// are disjoint and together cover the data area (no leaks); the free-block counter matches.
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX } from './format.ts';
 import { InnerNode, LeafNode, type TreeNode } from './btree.ts';

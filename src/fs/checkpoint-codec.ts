@@ -1,5 +1,7 @@
-// The checkpoint: a full copy of the metadata, written copy-on-write into free data blocks and
-// made current by a superblock flip. Replay starts from it.
+// The whole checkpoint of format versions 1 and 2: a full copy of the metadata. Images of those
+// versions are still read through it (and upgraded by their first checkpoint to version 3, whose
+// checkpoints are a root record over tree nodes: root-record.ts, node-codec.ts). The encoder
+// stays for tests that make old images.
 //
 // Checkpoint format (version 1, little-endian):
 //   0   8  magic "IMCKPT01"
