@@ -2,12 +2,13 @@
 // derived (reference counts and free space from the extent maps) and writes a fresh checkpoint.
 //
 // Invariants: volume names, sizes and inline lengths are valid; extents are sorted, non-empty,
-// non-overlapping, inside their volume and the data area; every used block's reference count
-// equals the number of extents (plus the checkpoint) referring to it; free space and used space are
-// disjoint and together cover the data area (no leaks); the free-block counter matches.
-import { BTree } from './btree.ts';
+// non-overlapping, inside their volume and the data area, and each map's counters match it; every
+// tree node's count equals its holders; every used block's reference count equals the number of
+// distinct leaves (plus the checkpoint and node blocks) referring to it; free space and used space
+// are disjoint and together cover the data area (no leaks); the free-block counter matches.
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX } from './format.ts';
+import { InnerNode, LeafNode, type TreeNode } from './btree.ts';
 import { RangeMap } from './range-map.ts';
 import { Metadata, validVolumeName } from './state.ts';
 
@@ -27,17 +28,36 @@ const MAX_LISTED = 50;
 /** Progress of a check's walk: extents checked so far, of all the image's extents. */
 export type CheckProgress = (done: number, total: number) => void;
 
-/** Reference segments: [start, end) with the number of references, sorted, count >= 1. */
-function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: number[]; ends: number[]; counts: number[] } {
+/** Every tree node reachable from a volume, once, with the number of parents and roots holding it. */
+export function treeCensus(meta: Metadata): Map<TreeNode, number> {
+  const holders = new Map<TreeNode, number>();
+  const visit = (n: TreeNode) => {
+    const seen = holders.get(n);
+    holders.set(n, (seen ?? 0) + 1);
+    if (seen === undefined && n instanceof InnerNode) for (const c of n.children) visit(c);
+  };
+  for (const v of meta.volumes.values()) visit(v.map.tree.root);
+  return holders;
+}
+
+/**
+ * Reference segments: [start, end) with the number of references, sorted, count >= 1. A block's
+ * references are the distinct extent-map leaves pointing to it (a leaf shared by several volumes
+ * counts once) plus the `extra` runs (checkpoint and node blocks).
+ */
+function referenceSegments(leaves: readonly TreeNode[], extra: readonly Run[]): { starts: number[]; ends: number[]; counts: number[] } {
   let n = extra.length;
-  for (const v of meta.volumes.values()) n += v.map.size;
+  for (const node of leaves) if (node instanceof LeafNode) n += node.n;
   const s = new Float64Array(n);
   const e = new Float64Array(n);
   let i = 0;
-  for (const v of meta.volumes.values()) {
-    for (const x of v.map.entries()) {
-      s[i] = x.v.phys;
-      e[i] = x.v.phys + x.v.len;
+  for (const node of leaves) {
+    if (!(node instanceof LeafNode)) continue;
+    const d = node.data;
+    for (let j = 0; j < node.n; j++) {
+      // Leaf rows: start, len, phys, kind (extentOps).
+      s[i] = d[j * 4 + 2]!;
+      e[i] = d[j * 4 + 2]! + d[j * 4 + 1]!;
       i++;
     }
   }
@@ -79,10 +99,33 @@ function referenceSegments(meta: Metadata, extra: readonly Run[]): { starts: num
   return { starts, ends, counts };
 }
 
+/** The leaves of every volume's map, a shared leaf once per volume holding it. */
+function leavesPerVolume(meta: Metadata): LeafNode[] {
+  const out: LeafNode[] = [];
+  const walk = (n: TreeNode) => {
+    if (n instanceof LeafNode) out.push(n);
+    else for (const c of n.children) walk(c);
+  };
+  for (const v of meta.volumes.values()) walk(v.map.tree.root);
+  return out;
+}
+
+/**
+ * The shared-refcount table as it would be with no tree node shared: blocks referenced by several
+ * volumes, counted per volume (the version-1 checkpoint format cannot record shared nodes).
+ */
+export function materializedShared(meta: Metadata): Array<{ start: number; len: number; count: number }> {
+  const seg = referenceSegments(leavesPerVolume(meta), []);
+  const out: Array<{ start: number; len: number; count: number }> = [];
+  for (let i = 0; i < seg.starts.length; i++) {
+    if (seg.counts[i]! >= 2) out.push({ start: seg.starts[i]!, len: seg.ends[i]! - seg.starts[i]!, count: seg.counts[i]! });
+  }
+  return out;
+}
+
 /**
  * `transient` lists blocks of a live store that are neither used nor free: pending frees and
- * allocations not yet linked. A freshly opened store has none. `onProgress`, if given, hears how
- * many extents of all volumes the walk has checked (every 4096, and at the end).
+ * allocations not yet linked. A freshly opened store has none.
  */
 export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], transient: readonly Run[] = [], onProgress?: CheckProgress): CheckReport {
   const errors: string[] = [];
@@ -103,9 +146,13 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
     } else if (v.size <= 0 || v.size % B !== 0) err(`volume ${v.name}: size ${v.size} is not a multiple of the block size`);
     const blocks = v.inline ? 0 : Math.floor(v.size / B);
     let prevEnd = -1;
+    let count = 0;
+    let covered = 0;
     for (const x of v.map.entries()) {
       extents++;
       if (onProgress && extents % 4096 === 0) onProgress(extents, totalExtents);
+      count++;
+      covered += x.v.len;
       const e: Extent = x.v;
       if (e.len <= 0 || !Number.isInteger(e.len)) err(`volume ${v.name}: empty extent at block ${x.start}`);
       if (x.start < prevEnd) err(`volume ${v.name}: extents overlap at block ${x.start}`);
@@ -114,13 +161,25 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
       if (e.kind !== 1 && e.kind !== 2) err(`volume ${v.name}: extent at block ${x.start} has bad kind ${e.kind}`);
       prevEnd = x.start + e.len;
     }
+    if (count !== v.map.size) err(`volume ${v.name}: extent counter is ${v.map.size}, the map holds ${count}`);
+    if (covered !== v.map.blocks) err(`volume ${v.name}: allocated-block counter is ${v.map.blocks}, extents cover ${covered}`);
   }
   onProgress?.(extents, totalExtents);
   for (const r of checkpointRuns) {
     if (r.start + r.len > meta.dataBlocks) err('checkpoint blocks lie outside the data area');
   }
+  // Tree nodes: each node's count equals its holders; a node on disk owns one block (used once).
+  const census = treeCensus(meta);
+  const nodeRuns: Run[] = [];
+  for (const [node, holders] of census) {
+    if (node.refs !== holders) err(`tree node ${node.addr >= 0 ? `at block ${node.addr}` : '(unwritten)'} has refcount ${node.refs}, but ${holders} holders`);
+    if (node.addr >= 0) {
+      if (!Number.isInteger(node.addr) || node.addr >= meta.dataBlocks) err(`tree node address ${node.addr} lies outside the data area`);
+      else nodeRuns.push({ start: node.addr, len: 1 });
+    }
+  }
 
-  const seg = referenceSegments(meta, checkpointRuns);
+  const seg = referenceSegments([...census.keys()], [...checkpointRuns, ...nodeRuns]);
   let used = 0;
   for (let i = 0; i < seg.starts.length; i++) {
     const a = seg.starts[i]!;
@@ -158,7 +217,9 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
   }
   if (freeSum !== meta.freeBlocks) err(`free-block counter is ${meta.freeBlocks}, free runs hold ${freeSum}`);
   let transientBlocks = 0;
-  for (const t of transient) {
+  // Node blocks replaced since the last checkpoint: still in use on disk until the next one.
+  const retired = meta.retiredNodes.map((b) => ({ start: b, len: 1 }));
+  for (const t of [...transient, ...retired]) {
     transientBlocks += t.len;
     if (meta.free.overlapping(t.start, t.start + t.len).length > 0) err(`pending block ${t.start} is also free`);
   }
@@ -175,6 +236,12 @@ export function verifyMetadata(meta: Metadata, checkpointRuns: readonly Run[], t
 export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]): { meta: Metadata; dropped: number } {
   const out = new Metadata(meta.blockSize, meta.dataBlocks);
   out.nextVolumeId = meta.nextVolumeId;
+  // The rebuilt trees are all new; the current checkpoint's node blocks stay in use until the next
+  // checkpoint replaces it, then they are freed like any replaced node.
+  const oldNodes = [...meta.retiredNodes];
+  for (const node of treeCensus(meta).keys()) if (node.addr >= 0 && node.addr < meta.dataBlocks) oldNodes.push(node.addr);
+  out.retiredNodes = [...new Set(oldNodes)];
+  out.nodeBlocks = meta.nodeBlocks;
   let dropped = 0;
   for (const v of meta.volumes.values()) {
     const blocks = v.inline ? 0 : Math.floor(v.size / meta.blockSize);
@@ -192,9 +259,9 @@ export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]):
       vals.push(e);
       prevEnd = x.start + e.len;
     }
-    out.addVolume({ ...v, map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)) });
+    out.addVolume({ ...v, map: RangeMap.fromSorted(extentOps, keys, vals) });
   }
-  const seg = referenceSegments(out, checkpointRuns);
+  const seg = referenceSegments([...treeCensus(out).keys()], [...checkpointRuns, ...out.retiredNodes.map((b) => ({ start: b, len: 1 }))]);
   const sk: number[] = [];
   const sv: SharedRun[] = [];
   const fk: number[] = [];
@@ -219,8 +286,8 @@ export function rebuildMetadata(meta: Metadata, checkpointRuns: readonly Run[]):
     fv.push({ len: meta.dataBlocks - pos });
     free += meta.dataBlocks - pos;
   }
-  out.shared = new RangeMap(sharedOps, BTree.fromSorted(sk, sv));
-  out.free = new RangeMap(freeOps, BTree.fromSorted(fk, fv));
+  out.shared = RangeMap.fromSorted(sharedOps, sk, sv);
+  out.free = RangeMap.fromSorted(freeOps, fk, fv);
   out.freeBlocks = free;
   return { meta: out, dropped };
 }

@@ -1,5 +1,7 @@
-// The checkpoint: a full copy of the metadata, written copy-on-write into free data blocks and
-// made current by a superblock flip. Replay starts from it.
+// The whole checkpoint of format versions 1 and 2: a full copy of the metadata. Images of those
+// versions are still read through it (and upgraded by their first checkpoint to version 3, whose
+// checkpoints are a root record over tree nodes: root-record.ts, node-codec.ts). The encoder
+// stays for tests that make old images, and the object-store image checkpoints through it.
 //
 // Checkpoint format (versions 1 and 2, little-endian):
 //   0   8  magic "IMCKPT01"
@@ -22,10 +24,10 @@
 // Runs and extents are sorted by start and never overlap.
 import { ByteReader, ByteWriter, corrupt } from '../util/bytes.ts';
 import { checksum } from '../util/checksum.ts';
-import { BTree } from './btree.ts';
 import { type Extent, type FreeRun, type Run, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX, VolumeFlags } from './format.ts';
-import { RangeMap } from './range-map.ts';
+import { materializedShared } from './check.ts';
+import { RangeMap, type RangeOps } from './range-map.ts';
 import { Metadata } from './state.ts';
 
 const MAGIC = Buffer.from('IMCKPT01', 'latin1');
@@ -45,11 +47,13 @@ export function checkpointSize(m: Metadata, extraFree: number): number {
  * the committed view (free space plus blocks that are only reserved or pending free).
  */
 export function encodeCheckpoint(m: Metadata, generation: number, free: Run[]): Buffer {
-  const w = new ByteWriter(checkpointSize(m, free.length - m.free.size) + 16);
+  // Version 1 has no shared tree nodes: volumes sharing a leaf each count their own reference.
+  const shared = materializedShared(m);
+  const w = new ByteWriter(checkpointSize(m, free.length - m.free.size) + (shared.length - m.shared.size) * 20 + 16);
   // Version 1 while no volume has an origin, so such images stay readable by older releases.
   const version = [...m.volumes.values()].some((v) => v.origin !== 0) ? 2 : 1;
   w.bytes(MAGIC).u32(version).u32(m.blockSize).u64(m.dataBlocks).u64(generation);
-  w.u32(m.nextVolumeId).u32(m.volumes.size).u64(m.shared.size).u64(free.length);
+  w.u32(m.nextVolumeId).u32(m.volumes.size).u64(shared.length).u64(free.length);
   w.u32(0);
   const crcAt = w.skip(4);
   for (const v of m.volumes.values()) {
@@ -61,7 +65,7 @@ export function encodeCheckpoint(m: Metadata, generation: number, free: Run[]): 
     w.u64(v.map.size);
     for (const e of v.map.entries()) w.u64(e.start).u64(e.v.len).u64(e.v.phys).u8(e.v.kind);
   }
-  for (const s of m.shared.entries()) w.u64(s.start).u64(s.v.len).u32(s.v.count);
+  for (const s of shared) w.u64(s.start).u64(s.len).u32(s.count);
   for (const f of free) w.u64(f.start).u64(f.len);
   const buf = w.finish();
   w.patchU32(crcAt, checksum(buf));
@@ -129,26 +133,23 @@ export function decodeCheckpoint(buf: Buffer, expect: { blockSize: number; dataB
       size,
       flags,
       origin,
-      map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)),
+      map: RangeMap.fromSorted(extentOps, keys, vals),
       inline: isInline ? inl : null,
     });
   }
   m.nextVolumeId = Math.max(m.nextVolumeId, nextId);
-  m.shared = new RangeMap(sharedOps, readRuns<SharedRun>(r, sharedCount, dataBlocks, 20, (len) => ({ len, count: r.u32() })));
+  m.shared = readRuns<SharedRun>(r, sharedCount, dataBlocks, 20, sharedOps, (len) => ({ len, count: r.u32() }));
   let freeBlocks = 0;
-  m.free = new RangeMap(
-    freeOps,
-    readRuns<FreeRun>(r, freeCount, dataBlocks, 16, (len) => {
-      freeBlocks += len;
-      return { len };
-    }),
-  );
+  m.free = readRuns<FreeRun>(r, freeCount, dataBlocks, 16, freeOps, (len) => {
+    freeBlocks += len;
+    return { len };
+  });
   m.freeBlocks = freeBlocks;
   for (const s of m.shared.entries()) if (s.v.count < 2) throw corrupt('checkpoint: shared run with count < 2');
   return m;
 }
 
-function readRuns<V>(r: ByteReader, count: number, dataBlocks: number, width: number, val: (len: number) => V): BTree<V> {
+export function readRuns<V extends { len: number }>(r: ByteReader, count: number, dataBlocks: number, width: number, ops: RangeOps<V>, val: (len: number) => V): RangeMap<V> {
   if (count * width > r.remaining) throw corrupt('checkpoint: run count past the end');
   const keys = new Array<number>(count);
   const vals = new Array<V>(count);
@@ -161,5 +162,5 @@ function readRuns<V>(r: ByteReader, count: number, dataBlocks: number, width: nu
     keys[i] = start;
     vals[i] = val(len);
   }
-  return BTree.fromSorted(keys, vals);
+  return RangeMap.fromSorted(ops, keys, vals);
 }

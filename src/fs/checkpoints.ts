@@ -1,16 +1,29 @@
-// Checkpoints on the image file: the whole metadata, serialized synchronously (one consistent
-// state), written copy-on-write into free data blocks, then made current by flipping the
-// superblocks. The previous checkpoint's blocks are freed only after every copy points at the new
+// Checkpoints on the image file (format version 3): the extent-tree nodes created or changed since
+// the last checkpoint, each written once into a free block, plus a small root record (volumes with
+// their tree roots, shared and free runs), all serialized synchronously (one consistent state) and
+// made current by flipping the superblocks. Blocks of the previous root record and of nodes
+// replaced since the last checkpoint are freed only after every superblock copy points at the new
 // one. The caller (durability.ts) syncs the data the checkpoint points to before write().
 import { fail } from '../util/errors.ts';
 import { checksum } from '../util/checksum.ts';
 import type { Storage } from '../storage/storage.ts';
-import { checkpointSize, encodeCheckpoint } from './checkpoint-codec.ts';
 import { committedFree } from './committed-free.ts';
 import type { Run } from './extent.ts';
+import { FORMAT_VERSION } from './format.ts';
+import { encodeNode } from './node-codec.ts';
+import { encodeRootRecord, rootRecordSize } from './root-record.ts';
 import type { Checkpoints, JournalStart, PreparedCheckpoint, Superblocks } from './store-contract.ts';
 import type { StoreState } from './store-state.ts';
 import { MAX_CHECKPOINT_RUNS, type Superblock } from './superblock.ts';
+import { dirtyNodes } from './tree-io.ts';
+
+/** A prepared file checkpoint: the root record plus the node blocks to write first. */
+interface FilePreparedCheckpoint extends PreparedCheckpoint {
+  /** Runs of node blocks with their encoded contents (run.len blocks each). */
+  readonly nodeWrites: Array<{ run: Run; bytes: Buffer }>;
+  /** Node blocks the previous checkpoint used and this one does not: free once it is current. */
+  readonly retired: number[];
+}
 
 export class FileCheckpoints implements Checkpoints {
   private readonly storage: Storage;
@@ -27,23 +40,49 @@ export class FileCheckpoints implements Checkpoints {
     return this.superblocks.current.checkpointRuns;
   }
 
-  prepare(): PreparedCheckpoint {
-    const { meta, alloc, blockSize } = this.state;
+  prepare(): FilePreparedCheckpoint {
+    const { meta, alloc, blockSize: B } = this.state;
     const sb = this.superblocks.current;
-    // Free in the committed view: the old checkpoint's blocks, pending frees, taken-not-linked runs.
-    const extra = [...sb.checkpointRuns, ...alloc.pendingRuns(), ...alloc.takenRuns()];
-    const bound = checkpointSize(meta, extra.length + 2 * MAX_CHECKPOINT_RUNS);
+    const dirty = dirtyNodes([...meta.volumes.values()].map((v) => v.map.tree.root));
+    const retired = meta.retiredNodes;
+    // Free in the committed view: the old root record's blocks, replaced nodes, pending frees,
+    // taken-not-linked runs.
+    const extra = [...sb.checkpointRuns, ...retired.map((b) => ({ start: b, len: 1 })), ...alloc.pendingRuns(), ...alloc.takenRuns()];
     // Fails with NO_SPACE before any I/O, so the store stays usable (the journal still works).
-    const runs = this.takeRuns(Math.ceil(bound / blockSize));
+    const nodeRuns = this.takeRuns(dirty.length, Infinity);
+    let runs: Run[];
+    try {
+      const bound = rootRecordSize(meta, extra.length + 2 * MAX_CHECKPOINT_RUNS);
+      runs = this.takeRuns(Math.ceil(bound / B), MAX_CHECKPOINT_RUNS);
+    } catch (err) {
+      for (const r of nodeRuns) meta.putFree(r.start, r.len);
+      throw err;
+    }
     const generation = sb.generation + 1;
-    const blob = encodeCheckpoint(meta, generation, committedFree(meta.free, extra));
-    return { blob, runs, generation };
+    // Children come before parents in `dirty`, so a parent records its children's new blocks.
+    const nodeWrites: Array<{ run: Run; bytes: Buffer }> = [];
+    let i = 0;
+    for (const run of nodeRuns) {
+      const bytes = Buffer.alloc(run.len * B);
+      for (let j = 0; j < run.len; j++, i++) {
+        const node = dirty[i]!;
+        node.addr = run.start + j;
+        node.gen = generation;
+        encodeNode(node, node.addr, generation, bytes.subarray(j * B, (j + 1) * B));
+      }
+      nodeWrites.push({ run, bytes });
+    }
+    meta.nodeBlocks += dirty.length;
+    meta.retiredNodes = [];
+    const blob = encodeRootRecord(meta, generation, committedFree(meta.free, extra));
+    return { blob, runs, generation, nodeWrites, retired };
   }
 
-  async write(prepared: PreparedCheckpoint, journalStart: JournalStart): Promise<void> {
+  async write(prepared: FilePreparedCheckpoint, journalStart: JournalStart): Promise<void> {
     const B = this.state.blockSize;
     const old = this.superblocks.current;
     const { blob, runs, generation } = prepared;
+    for (const w of prepared.nodeWrites) await this.storage.write(w.bytes, old.dataOffset + w.run.start * B);
     let at = 0;
     for (const r of runs) {
       if (at >= blob.length) break;
@@ -53,9 +92,12 @@ export class FileCheckpoints implements Checkpoints {
       at += chunk.length;
     }
     await this.storage.sync();
+    // The first checkpoint of an older image upgrades it: this one is written in version 3.
+    const version = Math.max(this.state.formatVersion, FORMAT_VERSION);
+    this.state.formatVersion = version;
     const sb: Superblock = {
       ...old,
-      version: this.state.formatVersion,
+      version,
       generation,
       journalStart: journalStart.head,
       journalSeq: journalStart.seq,
@@ -65,12 +107,15 @@ export class FileCheckpoints implements Checkpoints {
       checkpointRuns: runs,
     };
     await this.superblocks.write(sb);
-    this.state.alloc.checkpointBlocks = runs.reduce((n, r) => n + r.len, 0);
-    for (const r of old.checkpointRuns) this.state.meta.putFree(r.start, r.len);
+    const meta = this.state.meta;
+    for (const r of old.checkpointRuns) meta.putFree(r.start, r.len);
+    for (const b of prepared.retired) meta.putFree(b, 1);
+    meta.nodeBlocks -= prepared.retired.length;
+    this.state.alloc.checkpointBlocks = runs.reduce((n, r) => n + r.len, 0) + meta.nodeBlocks;
   }
 
-  /** Takes `blocks` blocks for a checkpoint in as few runs as the free space allows. */
-  private takeRuns(blocks: number): Run[] {
+  /** Takes `blocks` blocks for a checkpoint in as few runs as the free space allows (at most maxRuns). */
+  private takeRuns(blocks: number, maxRuns: number): Run[] {
     const meta = this.state.meta;
     const runs: Run[] = [];
     let need = blocks;
@@ -81,7 +126,7 @@ export class FileCheckpoints implements Checkpoints {
       if (hit && hit.v.len < need) {
         for (const e of meta.free.entries()) if (!best || e.v.len > best.v.len) best = e;
       }
-      if (!best || runs.length >= MAX_CHECKPOINT_RUNS) {
+      if (!best || runs.length >= maxRuns) {
         for (const r of runs) meta.putFree(r.start, r.len);
         fail('NO_SPACE', 'no space left for a metadata checkpoint');
       }

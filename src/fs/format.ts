@@ -1,7 +1,11 @@
 // Constants of the on-disk format (versions 1 to 3). The layout is described in docs/FORMAT.md.
-/** The newest format this code reads and writes. */
+/**
+ * The newest format this code reads and the one every checkpoint writes: version 3 keeps extent
+ * maps in tree nodes written incrementally. Versions 1 and 2 are read and upgraded by the first
+ * checkpoint after a writable open.
+ */
 export const FORMAT_VERSION = 3;
-/** New images start here, readable by every release. */
+/** The object-store image's manifests start here (its checkpoints use the whole codec). */
 export const BASE_FORMAT_VERSION = 1;
 /**
  * An image moves to version 2 before its first REQUIRE_TLS flag or VOL_SET_FLAGS op: a release
@@ -10,7 +14,8 @@ export const BASE_FORMAT_VERSION = 1;
 export const REQUIRE_TLS_FORMAT_VERSION = 2;
 /**
  * An image moves to version 3 before its first snapshot or clone is logged: from then on its
- * checkpoints record each volume's origin (checkpoint version 2), which version-2 code cannot read.
+ * checkpoints record each volume's origin (tree format, or whole checkpoint version 2), which
+ * version-2 code cannot read.
  */
 export const LINEAGE_FORMAT_VERSION = 3;
 export const SUPERBLOCK_SLOT = 4096;

@@ -6,7 +6,7 @@ import { FileStorage } from '../storage/file-storage.ts';
 import { type CacheMode, type OpenedFile, openFileStorage } from '../storage/open-file.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { InlineIoModes } from '../util/fd-io.ts';
-import { type CheckProgress, type CheckReport, rebuildMetadata, verifyMetadata } from './check.ts';
+import { type CheckProgress, type CheckReport, rebuildMetadata } from './check.ts';
 import { type CreateOptions, ImageStore, type OpenOptions } from './image-store.ts';
 import { ImageLock } from './lock.ts';
 
@@ -73,7 +73,7 @@ export async function checkImageStore(store: ImageStore, repair: boolean, onProg
     else notes.push(`journal: replay stopped: ${stop} (an interrupted commit; nothing committed is lost)`);
   }
   if (store.replay) notes.push(`journal: replayed ${store.replay.transactions} transactions, ${store.replay.ops} ops`);
-  const first = verifyMetadata(store.meta, store.checkpointRuns, [], onProgress);
+  const first = store.verify(onProgress);
   first.errors.unshift(...replayErrors);
   if (!repair || (first.errors.length === 0 && store.superblockProblems.length === 0)) {
     return { ...first, notes, repaired: false, unreadable: false };
@@ -81,7 +81,7 @@ export async function checkImageStore(store: ImageStore, repair: boolean, onProg
   const { meta, dropped } = rebuildMetadata(store.meta, store.checkpointRuns);
   if (dropped > 0) notes.push(`repair: dropped ${dropped} invalid extents`);
   await store.replaceMetadata(meta);
-  const after = verifyMetadata(store.meta, store.checkpointRuns);
+  const after = store.verify();
   notes.push(`repair: rebuilt reference counts and free space; ${first.errors.length} problems before`);
   return { ...after, notes, repaired: true, unreadable: false };
 }

@@ -13,7 +13,7 @@ import { GroupSync } from '../storage/group-sync.ts';
 import { PoisonLatch } from '../storage/poison-latch.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { SpaceReservation } from './allocator.ts';
-import { type CheckReport, verifyMetadata } from './check.ts';
+import { type CheckProgress, type CheckReport, verifyMetadata } from './check.ts';
 import { FileCheckpoints } from './checkpoints.ts';
 import { FileDataArea } from './data-area.ts';
 import { FileDurability } from './durability.ts';
@@ -71,7 +71,8 @@ export class ImageStore implements StoreParts {
 
   private constructor(storage: Storage, latch: PoisonLatch, r: Recovered, readOnly: boolean) {
     this.storage = storage;
-    const state = new StoreState(r.meta, latch, readOnly, r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0), r.sb.version);
+    const metadataBlocks = r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0) + r.meta.nodeBlocks;
+    const state = new StoreState(r.meta, latch, readOnly, metadataBlocks, r.sb.version);
     const dataSync = new GroupSync(() => latch.sync());
     this.state = state;
     this.ops = new OpLog(state);
@@ -231,9 +232,9 @@ export class ImageStore implements StoreParts {
   }
 
   /** Verifies the live metadata (tests and debug builds; O(extents log extents)). */
-  verify(): CheckReport {
+  verify(onProgress?: CheckProgress): CheckReport {
     const { alloc } = this.state;
-    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns()]);
+    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns()], onProgress);
   }
 
   /** Replaces the metadata with a rebuilt copy and checkpoints it (check --repair). */

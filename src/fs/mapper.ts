@@ -104,7 +104,7 @@ export class Mapper {
 
   /** The uniform piece of v starting at block blk and ending no later than endBlk. */
   private piece(v: Volume, blk: number, endBlk: number): { len: number; type: MappingType; phys: number; shared: boolean } {
-    const hit = v.map.covering(blk);
+    const hit = v.map.coveringShared(blk, this.ops.durableIndex);
     if (!hit) {
       const next = v.map.seek(blk);
       const end = Math.min(endBlk, next ? next.start : endBlk);
@@ -115,7 +115,10 @@ export class Mapper {
     let len = Math.min(hit.start + hit.v.len, endBlk) - blk;
     const s = this.state.meta.shared.covering(phys);
     let shared = false;
-    if (s) {
+    if (hit.shared) {
+      // A tree node on the path is shared with another volume (a snapshot not yet diverged here).
+      shared = true;
+    } else if (s) {
       shared = true;
       len = Math.min(len, s.start + s.v.len - phys);
     } else {

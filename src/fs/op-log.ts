@@ -31,10 +31,12 @@ export class OpLog {
     const { meta, alloc } = this.state;
     const tag = this.applied + 1;
     meta.onUnshare = (s, l) => alloc.deferUnshare(s, l, tag);
+    meta.liveTag = tag;
     try {
       meta.apply(op, 'live', (s, l) => alloc.deferFree(s, l, tag));
     } finally {
       meta.onUnshare = null;
+      meta.liveTag = 0;
     }
     this.applied = tag;
     this.pending.push(op);

@@ -2,13 +2,13 @@
 // keyed by start. Extent maps, the shared-refcount table and free space are all RangeMaps.
 // Neighbours that touch and agree (ops.join) are merged on insert. Values are treated as
 // immutable: changing one means replacing the entry.
-import { BTree } from './btree.ts';
+import { BTree, type Packing, type TreeHooks } from './btree.ts';
 
 export interface RangeValue {
   readonly len: number;
 }
 
-export interface RangeOps<V extends RangeValue> {
+export interface RangeOps<V extends RangeValue> extends Packing<V> {
   /** The part of v that starts `skip` blocks in and is `len` blocks long. */
   slice(v: V, skip: number, len: number): V;
   /** The merge of a followed directly by b, or null if they must stay apart. */
@@ -24,13 +24,53 @@ export class RangeMap<V extends RangeValue> {
   tree: BTree<V>;
   private readonly ops: RangeOps<V>;
 
-  constructor(ops: RangeOps<V>, tree?: BTree<V>) {
+  /** Blocks covered by all entries (an extent map's allocated blocks), kept so info() is O(1). */
+  private covered = 0;
+
+  /** A map over `tree`, whose entries cover `blocks` blocks (counted here when not given). */
+  constructor(ops: RangeOps<V>, tree?: BTree<V>, blocks?: number) {
     this.ops = ops;
-    this.tree = tree ?? new BTree<V>();
+    this.tree = tree ?? new BTree<V>(ops);
+    if (blocks !== undefined) this.covered = blocks;
+    else if (tree) for (const [, v] of tree.entries()) this.covered += v.len;
+  }
+
+  get blocks(): number {
+    return this.covered;
+  }
+
+  /** A map over entries sorted by start, built in O(n). */
+  static fromSorted<V extends RangeValue>(ops: RangeOps<V>, starts: ArrayLike<number>, vals: ArrayLike<V>, hooks: TreeHooks<V> | null = null): RangeMap<V> {
+    let blocks = 0;
+    for (let i = 0; i < vals.length; i++) blocks += vals[i]!.len;
+    return new RangeMap(ops, BTree.fromSorted(ops, starts, vals, hooks), blocks);
+  }
+
+  /** A map sharing every node with this one (O(1)); changes to either stay private. */
+  clone(): RangeMap<V> {
+    return new RangeMap(this.ops, this.tree.clone(), this.covered);
+  }
+
+  /** Releases this map's nodes (entries no other map shares go to the tree's hooks). */
+  drop(): void {
+    this.tree.drop();
+    this.covered = 0;
   }
 
   get size(): number {
     return this.tree.size;
+  }
+
+  /**
+   * The entry covering block pos and whether it is shared with another map through a shared tree
+   * node (a node copied from a snapshot's source and not yet made private); null in a gap.
+   */
+  coveringShared(pos: number, durableTag: number): { start: number; v: V; shared: boolean } | null {
+    const c = this.tree.floor(pos);
+    if (!c) return null;
+    const start = this.tree.key(c);
+    const v = this.tree.value(c);
+    return pos < start + v.len ? { start, v, shared: this.tree.sharedPath(c, durableTag) } : null;
   }
 
   /** The entry covering block pos, or null if pos is in a gap. */
@@ -90,12 +130,16 @@ export class RangeMap<V extends RangeValue> {
       removed.push({ start: k, v });
       return true;
     });
-    for (const r of removed) this.tree.delete(r.start);
+    for (const r of removed) {
+      this.tree.delete(r.start);
+      this.covered -= r.v.len;
+    }
     return removed;
   }
 
   /** Inserts v at start; the range must be empty. Merges with agreeing neighbours. */
   insert(start: number, v: V): void {
+    this.covered += v.len;
     let s = start;
     let val = v;
     const left = this.before(s);

@@ -5,8 +5,13 @@ import { randomBytes } from 'node:crypto';
 import { fail } from '../util/errors.ts';
 import { checksum } from '../util/checksum.ts';
 import type { Storage } from '../storage/storage.ts';
+import { BTree } from './btree.ts';
 import { decodeCheckpoint } from './checkpoint-codec.ts';
-import { BASE_FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_SLOT, dataBlocksFor, isPowerOfTwo, roundUp } from './format.ts';
+import { extentOps } from './extent.ts';
+import { RangeMap } from './range-map.ts';
+import { ROOT_RECORD_VERSION, decodeRootRecord } from './root-record.ts';
+import { loadTrees } from './tree-io.ts';
+import { FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_SLOT, dataBlocksFor, isPowerOfTwo, roundUp } from './format.ts';
 import { Journal, type ReplayResult } from './journal.ts';
 import { Metadata } from './state.ts';
 import { SB_COPIES, readSuperblocks } from './superblock-io.ts';
@@ -41,7 +46,7 @@ export async function layoutNewImage(storage: Storage, opts: CreateOptions): Pro
   const journalOffset = roundUp(SB_COPIES * SUPERBLOCK_SLOT, B);
   const dataOffset = roundUp(journalOffset + journalBytes, B);
   const sb: Superblock = {
-    version: BASE_FORMAT_VERSION,
+    version: FORMAT_VERSION,
     blockSize: B,
     generation: 0,
     imageBytes: dataOffset + dataBlocks * B,
@@ -77,7 +82,8 @@ export async function recoverImage(storage: Storage): Promise<Recovered> {
   }
   const ckpt = blob.subarray(0, sb.checkpointBytes);
   if (checksum(ckpt) !== sb.checkpointCrc) fail('CORRUPT', 'checkpoint checksum mismatch');
-  const meta = decodeCheckpoint(ckpt, sb);
+  // Versions 1 and 2 hold whole extent lists; version 3 a root record over node blocks.
+  const meta = sb.version >= ROOT_RECORD_VERSION ? await loadMetadata(storage, sb, ckpt) : decodeCheckpoint(ckpt, sb);
   const replay = await Journal.replay(storage, journalRegion(sb), { head: sb.journalStart, seq: sb.journalSeq, prevCrc: sb.journalPrevCrc }, (ops) => {
     for (const op of ops) {
       try {
@@ -91,6 +97,24 @@ export async function recoverImage(storage: Storage): Promise<Recovered> {
   // The live part of the ring starts at the checkpoint's position, not at the replay end.
   const journal = new Journal(storage, journalRegion(sb), replay, sb.journalStart);
   return { sb, meta, journal, replay, superblockProblems: problems };
+}
+
+/** The metadata of a version-3 image: its root record, then every extent tree's nodes. */
+async function loadMetadata(storage: Storage, sb: Superblock, record: Buffer): Promise<Metadata> {
+  const root = decodeRootRecord(record, sb);
+  const src = { read: (buf: Buffer, offset: number) => storage.read(buf, offset), dataOffset: sb.dataOffset, blockSize: sb.blockSize, dataBlocks: sb.dataBlocks };
+  const { roots, nodes } = await loadTrees(src, root.volumes.map((v) => v.rootAddr));
+  const meta = new Metadata(sb.blockSize, sb.dataBlocks);
+  root.volumes.forEach((v, i) => {
+    const tree = new BTree(extentOps, meta.treeHooks, roots[i], v.extents);
+    meta.addVolume({ id: v.id, name: v.name, size: v.size, flags: v.flags, origin: v.origin, map: new RangeMap(extentOps, tree, v.blocks), inline: v.inline });
+  });
+  meta.nextVolumeId = Math.max(meta.nextVolumeId, root.nextVolumeId);
+  meta.shared = root.shared;
+  meta.free = root.free;
+  meta.freeBlocks = root.freeBlocks;
+  meta.nodeBlocks = nodes;
+  return meta;
 }
 
 function journalRegion(sb: Superblock): { offset: number; size: number; salt: number } {

@@ -7,12 +7,20 @@
 // In live mode the allocator has already taken a MAP's new blocks out of free space; in replay mode
 // apply takes them itself. Blocks whose count drops to 0 are handed to `freed`, which defers their
 // reuse (live) or frees them at once (replay).
+//
+// Snapshots share tree nodes (btree.ts), so counts are lazy, as in btrfs: the count of a block is
+// the number of distinct extent-map LEAVES pointing to it, and a block is shared when its count
+// says so OR a node on the path to it has several holders. A snapshot takes a reference to its
+// source's root (O(1)); the first change under a shared leaf copies it, and the copy adds one
+// reference to each block it points to, after which that leaf's counts are exact and the mapper's
+// copy-on-write works as before. Deleting a volume releases only the nodes nobody else holds.
 import { IomapdError } from '../util/errors.ts';
-import { BTree } from './btree.ts';
+import type { TreeHooks } from './btree.ts';
 import { type Extent, ExtentKind, type FreeRun, type SharedRun, extentOps, freeOps, sharedOps } from './extent.ts';
 import { INLINE_MAX, MAX_NAME_BYTES, SETTABLE_VOLUME_FLAGS, VolumeFlags } from './format.ts';
 import { type Op, OpCode } from './ops.ts';
 import { RangeMap } from './range-map.ts';
+import { BTree } from './btree.ts';
 
 export interface Volume {
   readonly id: number;
@@ -20,11 +28,8 @@ export interface Volume {
   /** Bytes. A multiple of the block size unless the volume is inline. */
   size: number;
   flags: number;
-  /**
-   * The id of the volume this one was snapshotted or cloned from (VOL_SNAPSHOT's source), 0 for
-   * none or unknown (made before format version 3). Kept when the origin is deleted.
-   */
-  readonly origin: number;
+  /** The volume this one was snapshotted or cloned from (0: none); it may be gone since. */
+  origin: number;
   map: RangeMap<Extent>;
   /** The data of an inline volume (length <= size); null for a block-mapped volume. */
   inline: Buffer | null;
@@ -55,12 +60,42 @@ export class Metadata {
   freeBlocks = 0;
   /** Told when blocks go from 2 references to 1 (live mode: they stay shared until durable). */
   onUnshare: ((start: number, len: number) => void) | null = null;
+  /** Tag of the live op being applied (0 in replay): a node unshared by it stays shared until durable. */
+  liveTag = 0;
+  /** Disk blocks of tree nodes changed or released since the last checkpoint (free after the next). */
+  retiredNodes: number[] = [];
+  /** Disk blocks holding the tree nodes of the current checkpoint. */
+  nodeBlocks = 0;
+  /** The extent maps' tree hooks: lazy block refcounts and node retirement. */
+  readonly treeHooks: TreeHooks<Extent>;
+  private freedNow: (start: number, len: number) => void = () => {
+    throw invalid('blocks freed outside an operation');
+  };
 
   constructor(blockSize: number, dataBlocks: number) {
     this.blockSize = blockSize;
     this.dataBlocks = dataBlocks;
     this.shared = new RangeMap(sharedOps);
     this.free = new RangeMap(freeOps);
+    this.treeHooks = {
+      leafCopied: (vals) => {
+        for (const e of vals) this.incRef(e.phys, e.len);
+      },
+      leafFreed: (vals) => {
+        for (const e of vals) this.decRef(e.phys, e.len, this.freedNow);
+      },
+      retired: (addr) => {
+        this.retiredNodes.push(addr);
+      },
+      unshared: (node) => {
+        if (this.liveTag > 0) node.held = this.liveTag;
+      },
+    };
+  }
+
+  /** An empty extent map wired to this metadata's refcounts. */
+  newMap(): RangeMap<Extent> {
+    return new RangeMap(extentOps, new BTree(extentOps, this.treeHooks));
   }
 
   /** A fresh image: every data block free. */
@@ -149,6 +184,7 @@ export class Metadata {
    * nothing. `freed` receives physical ranges whose reference count reached zero.
    */
   apply(op: Op, mode: ApplyMode, freed: (start: number, len: number) => void): void {
+    this.freedNow = freed;
     switch (op.code) {
       case OpCode.VOL_CREATE: {
         if (this.volumes.has(op.id)) throw invalid(`volume id ${op.id} exists`);
@@ -161,14 +197,14 @@ export class Metadata {
           size: op.size,
           flags: op.flags,
           origin: 0,
-          map: new RangeMap(extentOps),
+          map: this.newMap(),
           inline: inline ? Buffer.alloc(0) : null,
         });
         return;
       }
       case OpCode.VOL_DELETE: {
         const v = this.vol(op.id);
-        for (const e of v.map.entries()) this.decRef(e.v.phys, e.v.len, freed);
+        v.map.drop();
         this.volumes.delete(v.id);
         this.byName.delete(v.name);
         return;
@@ -192,13 +228,6 @@ export class Metadata {
         const src = this.vol(op.src);
         if (this.volumes.has(op.id)) throw invalid(`volume id ${op.id} exists`);
         this.checkNewName(op.name);
-        const keys: number[] = [];
-        const vals: Extent[] = [];
-        for (const e of src.map.entries()) {
-          keys.push(e.start);
-          vals.push(e.v);
-        }
-        for (const e of vals) this.incRef(e.phys, e.len);
         const inlineFlag = src.inline ? VolumeFlags.INLINE : 0;
         this.addVolume({
           id: op.id,
@@ -206,7 +235,7 @@ export class Metadata {
           size: src.size,
           flags: (op.flags & ~VolumeFlags.INLINE) | inlineFlag,
           origin: src.id,
-          map: new RangeMap(extentOps, BTree.fromSorted(keys, vals)),
+          map: src.map.clone(),
           inline: src.inline ? Buffer.from(src.inline) : null,
         });
         return;
@@ -277,7 +306,9 @@ export class Metadata {
     }
   }
 
+  /** Adds a decoded or rebuilt volume; its map's tree reports to this metadata. */
   addVolume(v: Volume): void {
+    v.map.tree.hooks = this.treeHooks;
     this.volumes.set(v.id, v);
     this.byName.set(v.name, v);
     if (v.id >= this.nextVolumeId) this.nextVolumeId = v.id + 1;

@@ -44,7 +44,11 @@ export interface Durability {
   readonly journalUsed: number;
 }
 
-/** Writes whole-metadata checkpoints, so replay stays bounded. */
+/**
+ * Writes checkpoints, so replay stays bounded. The file backend writes the extent-tree nodes that
+ * changed since the last one (tree-io.ts dirtyNodes) and a root record; a PreparedCheckpoint may
+ * carry more than the fields below for the same implementation's write().
+ */
 export interface Checkpoints {
   /** The blocks holding the current checkpoint (check and space accounting). */
   readonly runs: readonly Run[];

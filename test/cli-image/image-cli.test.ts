@@ -43,7 +43,7 @@ describe('iomapd image commands', () => {
     const map = JSON.parse(iomapd('map', img, 'work', '--json').out);
     expect(map).toEqual([{ offset: 0, length: 8 << 20, type: 'unwritten', physical: expect.any(Number), shared: true }]);
     expect(iomapd('map', img, 'data').out).toMatch(/^0\t8388608\thole\t-/);
-    expect(iomapd('info', img).out).toMatch(/format version: 3/); // the snapshot recorded an origin (FORMAT.md)
+    expect(iomapd('info', img).out).toMatch(/format version: 3/);
     const check = iomapd('check', img);
     expect(check.code).toBe(0);
     expect(check.out).toMatch(/clean/);

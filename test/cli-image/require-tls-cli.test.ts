@@ -69,12 +69,12 @@ async function serving(args: string[], body: (socket: string, logs: LogEntry[]) 
 }
 
 describe('volume create/set --require-tls', () => {
-  it('sets and clears the mark, shown by volume ls and info; the image moves to format version 2', async () => {
+  it('sets and clears the mark, shown by volume ls and info; the image is at format version 3 (which knows the flag)', async () => {
     const img = await imageWithSecret('marks');
     const ls = JSON.parse((await cli('volume', 'ls', img, '--json')).out) as Array<{ name: string; requireTls: boolean }>;
     expect(ls.map((v) => [v.name, v.requireTls])).toEqual([['default', false], ['secret', true]]);
     const info = (await cli('info', img)).out;
-    expect(info).toMatch(/format version: 2/);
+    expect(info).toMatch(/format version: 3/);
     expect(info).toMatch(/secret\t4M\tvolume require-tls\t/);
     expect(info).toMatch(/default\t8M\tvolume\t/);
     const on = await cli('volume', 'set', img, 'default', '--require-tls', 'on');

@@ -5,6 +5,11 @@ import { committedFree } from '../../src/fs/committed-free.ts';
 import { FORMAT_VERSION } from '../../src/fs/format.ts';
 import { decodeTransaction, encodeTransaction } from '../../src/fs/journal.ts';
 import { type Op, OpCode, decodeOp, encodeOp } from '../../src/fs/ops.ts';
+import { BTree, InnerNode, LeafNode } from '../../src/fs/btree.ts';
+import { verifyMetadata } from '../../src/fs/check.ts';
+import { extentOps } from '../../src/fs/extent.ts';
+import { decodeNode, encodeNode } from '../../src/fs/node-codec.ts';
+import { RangeMap } from '../../src/fs/range-map.ts';
 import { Metadata } from '../../src/fs/state.ts';
 import { type Superblock, decodeSuperblock, encodeSuperblock } from '../../src/fs/superblock.ts';
 import { IomapdError } from '../../src/util/errors.ts';
@@ -150,7 +155,14 @@ describe('checkpoint codec', () => {
     expect([...back.volumes.values()].map((v) => [v.name, v.size, [...v.map.entries()], v.inline])).toEqual(
       [...m.volumes.values()].map((v) => [v.name, v.size, [...v.map.entries()], v.inline]),
     );
-    expect([...back.shared.entries()]).toEqual([...m.shared.entries()]);
+    // In memory the snapshot shares the source's tree (lazy counts: the table is empty); version 1
+    // has no shared nodes, so it records each block's count per volume.
+    expect([...m.shared.entries()]).toEqual([]);
+    expect([...back.shared.entries()]).toEqual([
+      { start: 10, v: { len: 3, count: 2 } },
+      { start: 20, v: { len: 1, count: 2 } },
+    ]);
+    expect(verifyMetadata(back, []).errors).toEqual([]);
     expect(back.freeBlocks).toBe(m.freeBlocks);
     expectCorrupt(() => decodeCheckpoint(blob, { blockSize: 4096, dataBlocks: 64, generation: 6 }));
     for (let at = 0; at < blob.length; at += 11) {
@@ -158,5 +170,42 @@ describe('checkpoint codec', () => {
       f[at] ^= 0x01;
       expectCorrupt(() => decodeCheckpoint(f, { blockSize: 4096, dataBlocks: 64, generation: 5 }));
     }
+  });
+});
+
+describe('tree node codec (version 3)', () => {
+  it('round-trips a leaf and an inner node and rejects any flipped byte or a misdirected block', () => {
+    const entries = [
+      { start: 0, v: { len: 3, kind: 2 as const, phys: 10 } },
+      { start: 5, v: { len: 1, kind: 1 as const, phys: 40 } },
+      { start: 9, v: { len: 7, kind: 2 as const, phys: 50 } },
+    ];
+    const tree = RangeMap.fromSorted(extentOps, entries.map((e) => e.start), entries.map((e) => e.v)).tree;
+    const leaf = tree.root as LeafNode;
+    const block = Buffer.alloc(4096);
+    encodeNode(leaf, 7, 3, block);
+    const back = decodeNode(block, 7, 64);
+    expect(back.leaf!.gen).toBe(3);
+    expect(back.leaf!.addr).toBe(7);
+    expect(new BTree(extentOps, null, back.leaf!, 3).get(5)).toEqual(entries[1]!.v);
+    expectCorrupt(() => decodeNode(block, 8, 64)); // another address
+    expectCorrupt(() => decodeNode(block, 7, 55)); // an extent past the data area
+    for (let at = 0; at < 32 + 3 * 32; at += 3) {
+      const f = Buffer.from(block);
+      f[at] ^= 0x10;
+      expectCorrupt(() => decodeNode(f, 7, 64));
+    }
+    const inner = new InnerNode();
+    leaf.addr = 7;
+    const other = new LeafNode(new Float64Array(8));
+    other.addr = 9;
+    inner.children = [leaf, other];
+    inner.keys[0] = 0;
+    inner.keys[1] = 20;
+    encodeNode(inner, 11, 4, block.fill(0));
+    const up = decodeNode(block, 11, 64);
+    expect([...up.childAddrs!]).toEqual([7, 9]);
+    expect(up.inner!.keys[1]).toBe(20);
+    expectCorrupt(() => decodeNode(block, 11, 9)); // a child outside the data area
   });
 });

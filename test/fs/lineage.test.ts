@@ -21,7 +21,8 @@ const names = (store: ImageStore, name: string): string[] => store.volumes.linea
 describe('volume origins', () => {
   it('snapshots and clones record their source; lineage walks the chain', async () => {
     const { store } = await fresh();
-    expect(store.superblock.version).toBe(1);
+    // New images are version 3 (tree nodes, origins recorded) from the start.
+    expect(store.superblock.version).toBe(3);
     await store.snapshot('vol', 's1');
     expect(store.superblock.version).toBe(3);
     await store.clone('s1', 'c');
@@ -51,7 +52,7 @@ describe('volume origins', () => {
     expect(names(checkpointed, 'c')).toEqual(['c', 's1', 'vol']);
   });
 
-  it('checkpoints stay version 1 until some volume has an origin', async () => {
+  it('whole checkpoints (old images, the object-store image) stay version 1 until some volume has an origin', async () => {
     const { store } = await fresh();
     const v1 = encodeCheckpoint(store.meta, 7, []);
     expect(v1.readUInt32LE(8)).toBe(1);

@@ -1,7 +1,10 @@
 // The REQUIRE_TLS volume flag: set at create or later, kept by snapshots and clones, durable
-// through journal replay and checkpoints, and it moves the image to format version 2 first, so
-// a release that does not know the flag refuses the image instead of serving the volume plainly.
+// through journal replay and checkpoints. Version 2 introduced the flag: a release that does not
+// know it refuses the image instead of serving the volume plainly. New images are at version 3
+// (tree nodes), which includes the flag; an older image is raised before the flag is first logged
+// (legacy-image.test.ts).
 import { describe, expect, it } from 'vitest';
+import { FORMAT_VERSION, REQUIRE_TLS_FORMAT_VERSION } from '../../src/fs/format.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
 
@@ -20,21 +23,22 @@ async function reopen(storage: MemoryStorage): Promise<ImageStore> {
 }
 
 describe('require-tls volume flag', () => {
-  it('an image without the flag stays at format version 1', async () => {
+  it('a new image is at the current version, which knows the flag', async () => {
     const { store, storage } = await fresh();
-    expect(store.superblock.version).toBe(1);
+    expect(FORMAT_VERSION).toBeGreaterThanOrEqual(REQUIRE_TLS_FORMAT_VERSION);
+    expect(store.superblock.version).toBe(FORMAT_VERSION);
     expect(store.volumes.facts('plain').requireTls).toBe(false);
     await store.durability.checkpoint();
-    expect((await reopen(storage)).superblock.version).toBe(1);
+    expect((await reopen(storage)).superblock.version).toBe(FORMAT_VERSION);
   });
 
-  it('create --require-tls moves the image to version 2 and survives replay and checkpoints', async () => {
+  it('create --require-tls survives replay and checkpoints', async () => {
     const { store, storage } = await fresh();
     await store.createVolume('secret', 16 * B, { requireTls: true });
     expect(store.volumes.facts('secret').requireTls).toBe(true);
-    expect(store.superblock.version).toBe(2);
+    expect(store.superblock.version).toBe(FORMAT_VERSION);
     const replayed = await reopen(storage); // the flag comes back from the journal
-    expect(replayed.superblock.version).toBe(2);
+    expect(replayed.superblock.version).toBe(FORMAT_VERSION);
     expect(replayed.volumes.facts('secret').requireTls).toBe(true);
     expect(replayed.volumes.facts('plain').requireTls).toBe(false);
     await store.durability.checkpoint();
@@ -45,7 +49,7 @@ describe('require-tls volume flag', () => {
   it('set on and off is durable on return; snapshots and clones keep the source flag', async () => {
     const { store, storage } = await fresh();
     expect((await store.volumes.setRequireTls('plain', true)).requireTls).toBe(true);
-    expect(store.superblock.version).toBe(2);
+    expect(store.superblock.version).toBe(FORMAT_VERSION);
     await store.snapshot('plain', 'snap');
     await store.clone('snap', 'copy');
     let back = await reopen(storage);
@@ -55,13 +59,14 @@ describe('require-tls volume flag', () => {
     back = await reopen(storage);
     expect(back.volumes.facts('plain').requireTls).toBe(false);
     expect(back.volumes.facts('snap').requireTls).toBe(true);
-    expect(back.superblock.version).toBe(3); // never lowered (3 since the snapshot: lineage.test.ts)
+    expect(back.superblock.version).toBe(FORMAT_VERSION); // never lowered
   });
 
   it('refuses an unknown volume and a read-only image, changing nothing', async () => {
     const { store, storage } = await fresh();
+    const generation = store.superblock.generation;
     await expect(store.volumes.setRequireTls('nope', true)).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    expect(store.superblock.version).toBe(1);
+    expect(store.superblock.generation).toBe(generation);
     await store.close();
     const ro = await ImageStore.open(new MemoryStorage(storage.snapshot()), { readOnly: true });
     await expect(ro.volumes.setRequireTls('plain', true)).rejects.toMatchObject({ code: 'READ_ONLY' });

@@ -1,16 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BTree } from '../../src/fs/btree.ts';
+import { BTree, type Packing } from '../../src/fs/btree.ts';
 import { type Extent, extentOps } from '../../src/fs/extent.ts';
 import { RangeMap } from '../../src/fs/range-map.ts';
 
 const RUNS = Number(process.env.IOMAPD_FS_CASES ?? 60);
+const numberPacking: Packing<number> = { width: 1, pack: (v, d, at) => void (d[at] = v), unpack: (d, at) => d[at]! };
 
 describe('BTree', () => {
   it('matches a sorted-map model under random inserts and deletes', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 2000 })), { maxLength: 1500 }), (ops) => {
-        const t = new BTree<number>();
+        const t = new BTree<number>(numberPacking);
         const m = new Map<number, number>();
         for (const [ins, k] of ops) {
           if (ins) {
@@ -36,7 +37,7 @@ describe('BTree', () => {
 
   it('bulk-builds from sorted input', () => {
     const keys = Array.from({ length: 10000 }, (_, i) => i * 3);
-    const t = BTree.fromSorted(keys, keys);
+    const t = BTree.fromSorted(numberPacking, keys, keys);
     expect(t.size).toBe(10000);
     expect(t.get(2997)).toBe(2997);
     expect(t.key(t.floor(3001)!)).toBe(3000);
