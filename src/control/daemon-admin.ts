@@ -14,6 +14,7 @@ import type { ExtentInfo } from '../fs/mapping.ts';
 import { type VolumeDiff, diffReport } from '../fs/diff.ts';
 import { type BackupReport, type CopyTo, backupVolume } from './backup.ts';
 import type { ServedImage } from './served-image.ts';
+import type { ImageCheckResult } from '../fs/image-file.ts';
 import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';
 import { IomapdError } from '../util/errors.ts';
@@ -162,6 +163,14 @@ export class DaemonAdmin implements ImageAdmin {
       device: (n: string) => image.engine.device(n),
     };
     return backupVolume(host, copyTo, volume, file, since);
+  }
+
+  /** Read-only, like map: not queued behind structural operations (ServedImage.check says why it is consistent). */
+  async check(): Promise<ImageCheckResult> {
+    const r = await this.parts.image.check();
+    this.parts.log.info({ errors: r.errors.length, extents: r.extents, heldMs: Math.round(r.heldMs) }, 'control: served image checked');
+    const { heldMs: _held, ...report } = r;
+    return report;
   }
 
   async stats(): Promise<DaemonStats> {

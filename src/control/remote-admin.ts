@@ -5,6 +5,7 @@ import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { VolumeDiff } from '../fs/diff.ts';
 import type { BackupReport } from './backup.ts';
+import type { ImageCheckResult } from '../fs/image-file.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 import { encodeLine, responseError, type ControlResponse } from './wire.ts';
@@ -14,6 +15,8 @@ const CONNECT_TIMEOUT_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 120_000;
 /** A backup copies data: bounded, but by a day, not two minutes. */
 const BACKUP_TIMEOUT_MS = 24 * 3600_000;
+/** A check commits first and walks every extent: seconds at 10^7 extents, so more than the default. */
+const CHECK_TIMEOUT_MS = 30 * 60_000;
 /** A response (a long extent map) larger than this is refused rather than buffered. */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
@@ -96,6 +99,10 @@ export class RemoteAdmin implements ImageAdmin {
   backup(volume: string, file: string, since: string | undefined): Promise<BackupReport> {
     // A copy takes as long as the data it moves: no two-minute limit on this one.
     return this.request('backup', { volume, file, ...(since === undefined ? {} : { since }) }, BACKUP_TIMEOUT_MS) as Promise<BackupReport>;
+  }
+
+  check(): Promise<ImageCheckResult> {
+    return this.request('check', {}, CHECK_TIMEOUT_MS) as Promise<ImageCheckResult>;
   }
 
   stats(): Promise<DaemonStats> {

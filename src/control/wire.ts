@@ -94,6 +94,7 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => 
   map: (a, x) => a.map(text(x, 'volume')),
   diff: (a, x) => a.diff(text(x, 'from'), text(x, 'to')),
   backup: (a, x) => a.backup(text(x, 'volume'), text(x, 'file'), x.since === undefined ? undefined : text(x, 'since')),
+  check: (a) => a.check(),
   stats: (a) => a.stats(),
   reload: (a) => a.reload(),
 };
