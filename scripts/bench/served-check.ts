@@ -1,8 +1,10 @@
 // Benchmark (not a test) for `iomapd check` on a served image: builds a volume of N separate
 // extents (default 1,000,000) as scripts/bench/fs-scale.ts does, serves it (ServedImage), and
-// times the live check: how long it held every request (the synchronous walk of the live
-// metadata) and how long the whole op took (the commit before it included). Each round first
-// applies a few hundred writes, so the commit has work. Run: node scripts/bench/served-check.ts [N] [dir]
+// times the live check (src/control/live-check.ts): how long it held every request (the copy of
+// the metadata) and how long the whole op took (commit, copy, the worker's decode and check).
+// Interleaved with it, A/B, the check in place (the store's verify(): what requests would wait if
+// the daemon checked its live metadata directly). Each round first applies a few hundred writes,
+// so the commit has work. Run: node scripts/bench/served-check.ts [N] [dir]
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +12,7 @@ import { ServedImage } from '../../src/control/served-image.ts';
 import { createImageFile } from '../../src/fs/image-file.ts';
 
 const N = Number(process.argv[2] ?? 1_000_000);
-const ROUNDS = 3;
+const ROUNDS = 5;
 const dir = await mkdtemp(join(process.argv[3] ?? tmpdir(), 'iomapd-served-check-'));
 const B = 4096;
 try {
@@ -33,7 +35,11 @@ try {
     }
     const t = performance.now();
     const report = await served.check();
-    rounds.push({ heldMs: Math.round(report.heldMs), totalMs: Math.round(performance.now() - t), extents: report.extents, errors: report.errors.length });
+    const totalMs = Math.round(performance.now() - t);
+    const u = performance.now();
+    const inPlace = store.verify();
+    const inPlaceMs = Math.round(performance.now() - u);
+    rounds.push({ heldMs: Math.round(report.heldMs), totalMs, inPlaceMs, extents: report.extents, errors: report.errors.length + inPlace.errors.length });
   }
   await served.close();
   console.log(JSON.stringify({ extents: N, rounds }, null, 1));

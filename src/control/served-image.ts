@@ -2,12 +2,12 @@
 // opened the store and is the only one to close it (the daemon in `iomapd serve`). The control
 // channel works through this object's parts (volumes, mapper, engine), never through the engine.
 import { Engine } from '../engine/engine.ts';
-import type { ImageCheckResult } from '../fs/image-file.ts';
 import type { ImageStore, StoreStats } from '../fs/image-store.ts';
 import type { Mapper } from '../fs/mapper.ts';
 import type { Volumes } from '../fs/volumes.ts';
 import type { MinBlockSize } from '../engine/block-sizes.ts';
 import type { Logger } from '../util/log.ts';
+import { type LiveCheckResult, checkServedStore } from './live-check.ts';
 import { MeteredDurability } from './metered-durability.ts';
 
 export class ServedImage {
@@ -45,23 +45,9 @@ export class ServedImage {
     return blocks * this.store.blockSize;
   }
 
-  /**
-   * A read-only check of the metadata while the image is served (`iomapd check` on a served
-   * image). Everything applied so far is committed first, so the check looks at committed state
-   * plus, at most, ops applied while that commit ran. The check itself is one synchronous call on
-   * the live metadata: nothing else runs on the event loop meanwhile, so it sees one state, with
-   * in-flight allocations counted as pending (the store's verify()). `heldMs` is how long every
-   * request waited for it (docs/FS-SCALE.md has the figure at 10^6 extents).
-   */
-  async check(): Promise<ImageCheckResult & { heldMs: number }> {
-    if (!this.store.readOnly) await this.store.commit();
-    const t = performance.now();
-    const report = this.store.verify();
-    const heldMs = performance.now() - t;
-    // A writable open rewrote damaged superblock copies; a read-only one still has them.
-    const stale = this.store.readOnly ? this.store.superblockProblems : [];
-    const notes = [...stale, `served image: checked the live metadata after a commit; requests waited ${heldMs.toFixed(1)} ms`];
-    return { ...report, notes: [...report.notes, ...notes], repaired: false, unreadable: false, heldMs };
+  /** A read-only check of the metadata while the image is served (live-check.ts says how). */
+  check(): Promise<LiveCheckResult> {
+    return checkServedStore(this.store);
   }
 
   /** Commits, checkpoints and closes the store (once; later calls wait for the first). */

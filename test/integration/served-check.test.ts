@@ -1,7 +1,7 @@
 // The control channel's check op in process: a daemon's parts (image, engine, registry, NbdServer,
 // ControlServer) here, the check asked through RemoteAdmin. A write in flight (blocks allocated,
-// not yet linked) does not make the live check report a leak; damage in the live metadata is
-// reported, in the words and form `iomapd check` prints; an idle image is checked by LocalAdmin.
+// not yet linked) does not make the check of the copy report a leak; damage in the live metadata
+// is reported (checked in place then), in the words and form `iomapd check` prints; an idle image is checked by LocalAdmin.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +64,7 @@ describe('check of a served image', () => {
     const extents = () => store.volume('vol').extents + store.volume('s1').extents;
     expect(r).toMatchObject({ volumes: 2, extents: extents(), repaired: false, unreadable: false });
     expect(r).not.toHaveProperty('heldMs');
-    expect(r.notes.at(-1)).toMatch(/^served image: checked the live metadata after a commit; requests waited [\d.]+ ms$/);
+    expect(r.notes.at(-1)).toMatch(/^served image: checked a copy of the metadata after a commit; requests waited [\d.]+ ms$/);
     expect(store.uncommitted).toBe(0);
     await store.end(cow, B);
     await store.end(fresh, 2 * B);
@@ -79,6 +79,8 @@ describe('check of a served image', () => {
     try {
       const r = await remote.check();
       expect(r.errors).toEqual([`free-block counter is ${store.meta.freeBlocks}, free runs hold ${store.meta.freeBlocks - 3}`]);
+      expect(r.notes).toContain('served image: the copy of the metadata did not check clean, so the live metadata was checked in place');
+      expect(r.notes.at(-1)).toMatch(/^served image: checked the live metadata after a commit; requests waited [\d.]+ ms$/);
       const text = checkText(r);
       expect(text).toContain(`\nerror: free-block counter is ${store.meta.freeBlocks}`);
       expect(text).toMatch(/\n1 problem\(s\): 2 volumes, 16 extents, \d+ used and \d+ free blocks\n$/);

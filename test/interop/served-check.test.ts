@@ -69,7 +69,7 @@ describe('iomapd check on a served image', () => {
           const r = await runCli(['check', image]);
           expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
           expect(r.stderr).toBe('');
-          expect(r.stdout).toMatch(/note: served image: checked the live metadata after a commit; requests waited [\d.]+ ms\n/);
+          expect(r.stdout).toMatch(/note: served image: checked a copy of the metadata after a commit; requests waited [\d.]+ ms\n/);
           expect(r.stdout).toMatch(/^clean: [12] volumes, \d+ extents, \d+ used and \d+ free blocks$/m);
           checks.push(r.stdout);
         }
