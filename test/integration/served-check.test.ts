@@ -89,6 +89,21 @@ describe('check of a served image', () => {
     }
     expect((await remote.check()).errors).toEqual([]);
   });
+
+  it('reports damage the checker of the copy finds, checked again in place', async () => {
+    // A block volume vol maps, also listed as free (the counter agrees, so only the walk finds it).
+    const used = [...store.meta.volumes.values()].find((v) => v.name === 'vol')!.map.entries().next().value!;
+    const phys = used.v.phys;
+    store.meta.putFree(phys, 1);
+    try {
+      const r = await remote.check();
+      expect(r.errors).toContain(`blocks ${phys}.. are both free and in use`);
+      expect(r.notes).toContain('served image: the copy of the metadata did not check clean, so the live metadata was checked in place');
+    } finally {
+      store.meta.takeFree(phys, 1);
+    }
+    expect((await remote.check()).errors).toEqual([]);
+  });
 });
 
 describe('check of an idle image through LocalAdmin', () => {
