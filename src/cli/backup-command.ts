@@ -7,7 +7,7 @@
 // the daemon serving it (the control channel's backup op); the copy is src/devices/block-copy.ts.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { type BackupReport, type CopyTo, backupVolume } from '../control/backup.ts';
+import { type BackupProgress, type BackupReport, type CopyTo, backupVolume } from '../control/backup.ts';
 import { openDaemon } from '../control/open-admin.ts';
 import { copyRanges } from '../devices/block-copy.ts';
 import { RawFileDevice } from '../devices/raw-file-device.ts';
@@ -15,26 +15,29 @@ import { Engine } from '../engine/engine.ts';
 import { openImageFile } from '../fs/image-file.ts';
 import { ImageLock } from '../fs/lock.ts';
 import { IomapdError } from '../util/errors.ts';
+import { progressMode, startProgress } from './progress.ts';
 import { reportAndExit } from './report.ts';
 
 /** The copy into a raw file or block device, for backupVolume (local, or injected into the daemon). */
-export const copyToRawFile: CopyTo = async (src, file, size, ranges) => {
+export const copyToRawFile: CopyTo = async (src, file, size, ranges, onProgress) => {
   const dst = await RawFileDevice.open(file, { readOnly: false, createSize: size });
   try {
     if (dst.size < size) throw new IomapdError('NO_SPACE', `${file} holds ${dst.size} bytes, the snapshot needs ${size}`);
-    // The import/export progress bar (another change) plugs in as copyRanges' onProgress.
-    return await copyRanges(src, dst, ranges);
+    return await copyRanges(src, dst, ranges, onProgress);
   } finally {
     await dst.close();
   }
 };
 
-/** Backs up on an idle image (this process opens it) or through the daemon serving it. */
-export async function runBackup(image: string, volume: string, file: string, since: string | undefined): Promise<BackupReport> {
+/**
+ * Backs up on an idle image (this process opens it) or through the daemon serving it, which sends
+ * the copy's progress over the control channel; either way `onProgress` hears it.
+ */
+export async function runBackup(image: string, volume: string, file: string, since: string | undefined, onProgress?: BackupProgress): Promise<BackupReport> {
   const path = resolve(file); // a daemon's working directory is not ours
   if ((await ImageLock.holder(image)) !== null) {
     const admin = await openDaemon(image);
-    return admin.backup(volume, path, since).finally(() => admin.close());
+    return admin.backup(volume, path, since, onProgress).finally(() => admin.close());
   }
   const store = await openImageFile(image);
   try {
@@ -47,7 +50,7 @@ export async function runBackup(image: string, volume: string, file: string, sin
       deleteVolume: (n: string) => engine.deleteVolume(n),
       device: (n: string) => engine.device(n),
     };
-    return await backupVolume(host, copyToRawFile, volume, path, since);
+    return await backupVolume(host, copyToRawFile, volume, path, since, onProgress);
   } finally {
     await store.close();
   }
@@ -62,9 +65,16 @@ export function registerBackup(program: Command): void {
     .requiredOption('--to <file>', 'the copy: a raw file (created sparse for a full copy) or a block device')
     .option('--since <snapshot>', 'the snapshot the copy in FILE was made from (printed by the run that made it)')
     .option('--json', 'print JSON')
-    .action(async (image: string, volume: string, o: { to: string; since?: string; json?: boolean }) => {
+    .option('--progress', 'draw a progress bar (bytes copied) on stderr even when it is not a terminal')
+    .option('--no-progress', 'never draw a progress bar')
+    .action(async (image: string, volume: string, o: { to: string; since?: string; json?: boolean; progress?: boolean }) => {
       try {
-        const r = await runBackup(image, volume, o.to, o.since);
+        // Started at the first report, when the copy's size is known (after the snapshot and diff).
+        let bar: ReturnType<typeof startProgress> | null = null;
+        const r = await runBackup(image, volume, o.to, o.since, (done, total) => {
+          bar ??= startProgress('backup', total, 'bytes', progressMode(o.progress));
+          bar.update(done);
+        }).finally(() => bar?.stop());
         if (o.json) {
           process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
           return;

@@ -6,11 +6,11 @@ import type { Command } from 'commander';
 import { IomapdError } from '../util/errors.ts';
 import type { ImageAdmin, ReloadResult } from '../control/admin.ts';
 import { openAdmin, openDaemon } from '../control/open-admin.ts';
-import { checkImageFile, createImageFile } from '../fs/image-file.ts';
+import { createImageFile } from '../fs/image-file.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
-import { progressMode, startProgress } from './progress.ts';
 import { mapSvg, spaceSvg } from './svg/pictures.ts';
 import { registerBackup } from './backup-command.ts';
+import { registerCheck } from './check-command.ts';
 import { registerDiff } from './diff-command.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
@@ -274,33 +274,5 @@ export function registerImageCommands(program: Command): void {
       }),
     );
 
-  program
-    .command('check')
-    .description('verify every invariant of an image; change nothing unless --repair')
-    .argument('<image>')
-    .option('--repair', 'rebuild reference counts and free space and rewrite the metadata')
-    .option('--json', 'print JSON')
-    .option('--progress', 'draw a progress bar (extents checked) on stderr even when it is not a terminal')
-    .option('--no-progress', 'never draw a progress bar')
-    .action(
-      run(async (image: string, o: { repair?: boolean; json?: boolean; progress?: boolean }) => {
-        let bar: ReturnType<typeof startProgress> | null = null;
-        const r = await checkImageFile(image, !!o.repair, (done, total) => {
-          bar ??= startProgress('check', total, 'items', progressMode(o.progress));
-          bar.update(done);
-        }).finally(() => bar?.stop());
-        if (o.json) process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-        else {
-          for (const n of r.notes) process.stdout.write(`note: ${n}\n`);
-          for (const e of r.errors) process.stdout.write(`error: ${e}\n`);
-          process.stdout.write(
-            `${r.errors.length === 0 ? 'clean' : `${r.errors.length} problem(s)`}: ${r.volumes} volumes, ${r.extents} extents, ${r.usedBlocks} used and ${r.freeBlocks} free blocks${r.repaired ? ' (repaired)' : ''}\n`,
-          );
-        }
-        if (r.errors.length > 0) {
-          process.stderr.write(`iomapd: CORRUPT: ${image} has ${r.errors.length} problem(s)\n`);
-          process.exit(2);
-        }
-      }),
-    );
+  registerCheck(program);
 }

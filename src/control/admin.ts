@@ -6,7 +6,8 @@ import type { StoreStats } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { VolumeDiff } from '../fs/diff.ts';
-import type { BackupReport } from './backup.ts';
+import type { BackupProgress, BackupReport } from './backup.ts';
+import type { ImageCheckResult } from '../fs/image-file.ts';
 import type { TlsMode } from '../server/export-registry.ts';
 
 export interface ImageInfo {
@@ -62,7 +63,12 @@ export interface ImageAdmin {
    * `iomapd backup` (src/control/backup.ts) run by the daemon serving the image; `file` is an
    * absolute path. An idle image is backed up by the CLI itself (LocalAdmin: NOT_SUPPORTED).
    */
-  backup(volume: string, file: string, since: string | undefined): Promise<BackupReport>;
+  backup(volume: string, file: string, since: string | undefined, onProgress?: BackupProgress): Promise<BackupReport>;
+  /**
+   * A read-only check of the image's metadata (`iomapd check`): a daemon checks its live metadata
+   * as one committed state while it keeps serving (ServedImage.check); repair needs an idle image.
+   */
+  check(): Promise<ImageCheckResult>;
   /** Per-export counters: only a running daemon has them (NOT_RUNNING otherwise). */
   stats(): Promise<DaemonStats>;
   /**

@@ -36,9 +36,19 @@ export interface BackupHost {
 
 /**
  * Opens FILE (created sparse, `size` bytes, when missing; NO_SPACE if smaller), copies the ranges
- * from `src` (zero ranges may punch), flushes and closes it.
+ * from `src` (zero ranges may punch), flushes and closes it; `onProgress` hears the bytes copied
+ * so far of all the ranges' bytes.
  */
-export type CopyTo = (src: BlockDevice, file: string, size: number, ranges: readonly DiffRange[]) => Promise<{ bytesWritten: number; bytesZeroed: number }>;
+export type CopyTo = (
+  src: BlockDevice,
+  file: string,
+  size: number,
+  ranges: readonly DiffRange[],
+  onProgress?: BackupProgress,
+) => Promise<{ bytesWritten: number; bytesZeroed: number }>;
+
+/** Bytes of the copy done so far, of all it has to copy (a progress bar's hook). */
+export type BackupProgress = (done: number, total: number) => void;
 
 async function statOrNull(path: string): Promise<Awaited<ReturnType<typeof stat>> | null> {
   return stat(path).catch((err: NodeJS.ErrnoException) => {
@@ -53,7 +63,14 @@ function dataRanges(mapper: Mapper, name: string): DiffRange[] {
   return merge(data.map((e) => ({ offset: e.offset, length: e.length, zero: false })));
 }
 
-export async function backupVolume(host: BackupHost, copyTo: CopyTo, volume: string, file: string, since: string | undefined): Promise<BackupReport> {
+export async function backupVolume(
+  host: BackupHost,
+  copyTo: CopyTo,
+  volume: string,
+  file: string,
+  since: string | undefined,
+  onProgress?: BackupProgress,
+): Promise<BackupReport> {
   const plan = planBackup(host.volumes, volume, since);
   const existing = await statOrNull(file);
   if (plan.since === null && existing !== null) {
@@ -72,7 +89,7 @@ export async function backupVolume(host: BackupHost, copyTo: CopyTo, volume: str
     const ranges = plan.since === null ? dataRanges(host.mapper, plan.snapshot) : await diffVolumes(host, plan.since.name, plan.snapshot);
     // The volume may have been resized since the earlier copy.
     if (existing?.isFile() && existing.size !== size) await truncate(file, size);
-    const copied = await copyTo(host.device(plan.snapshot), file, size, ranges);
+    const copied = await copyTo(host.device(plan.snapshot), file, size, ranges, onProgress);
     if ((await stat(file)).isFile()) await writeBackupRecord(file, { image: host.imageId, volume, snapshot: plan.snapshot });
     return { volume, snapshot: plan.snapshot, since: plan.since?.name ?? null, file, size, ...copied };
   } catch (err) {

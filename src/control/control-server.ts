@@ -7,12 +7,14 @@ import { removeStaleSocket } from '../server/nbd-server.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { ImageAdmin } from './admin.ts';
-import { call, encodeLine, errorBody, MAX_REQUEST_BYTES, parseRequest, type ControlResponse } from './wire.ts';
+import { call, encodeLine, errorBody, MAX_REQUEST_BYTES, parseRequest, type ControlProgress, type ControlResponse } from './wire.ts';
 
 /** sun_path holds 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;
 /** Local, owner-only clients; a handful is plenty, and the bound keeps a stuck script harmless. */
 const MAX_CONNECTIONS = 16;
+/** The most often a long op (backup) sends a progress line. */
+const PROGRESS_INTERVAL_MS = 100;
 /** A connection with no request for this long is closed. */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
 
@@ -79,7 +81,7 @@ export class ControlServer {
     let pending = '';
     let refused = false;
     let chain: Promise<void> = Promise.resolve();
-    const reply = (r: ControlResponse): void => {
+    const reply = (r: ControlResponse | ControlProgress): void => {
       if (!socket.destroyed && socket.writable) socket.write(encodeLine(r));
     };
     socket.on('data', (chunk: string) => {
@@ -90,7 +92,7 @@ export class ControlServer {
         const line = pending.slice(0, nl);
         pending = pending.slice(nl + 1);
         if (line.trim() === '') continue;
-        chain = chain.then(() => this.answer(line, admin, log).then(reply));
+        chain = chain.then(() => this.answer(line, admin, log, reply).then(reply));
       }
       if (Buffer.byteLength(pending) > MAX_REQUEST_BYTES) {
         refused = true;
@@ -104,13 +106,22 @@ export class ControlServer {
     });
   }
 
-  private async answer(line: string, admin: ImageAdmin, log: Logger): Promise<ControlResponse> {
+  private async answer(line: string, admin: ImageAdmin, log: Logger, send: (m: ControlProgress) => void): Promise<ControlResponse> {
     let id: number | null = null;
     try {
       const req = parseRequest(line);
       id = req.id;
       log.debug({ op: req.op }, 'control request');
-      return { id, ok: true, result: (await call(admin, req)) ?? null };
+      // At most one progress line per PROGRESS_INTERVAL_MS, and the last one, so a fast copy does
+      // not flood the channel.
+      let last = 0;
+      const progress = (done: number, total: number) => {
+        const now = Date.now();
+        if (done < total && now - last < PROGRESS_INTERVAL_MS) return;
+        last = now;
+        send({ id: req.id, progress: { done, total } });
+      };
+      return { id, ok: true, result: (await call(admin, req, progress)) ?? null };
     } catch (err) {
       const error = errorBody(err);
       if (!(err instanceof IomapdError)) log.error({ err }, 'control request failed with an unexpected error');

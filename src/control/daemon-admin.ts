@@ -12,8 +12,9 @@ import { isAbsolute } from 'node:path';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { type VolumeDiff, diffReport } from '../fs/diff.ts';
-import { type BackupReport, type CopyTo, backupVolume } from './backup.ts';
+import { type BackupProgress, type BackupReport, type CopyTo, backupVolume } from './backup.ts';
 import type { ServedImage } from './served-image.ts';
+import type { ImageCheckResult } from '../fs/image-file.ts';
 import type { Export, ExportRegistry } from '../server/export-registry.ts';
 import type { NbdServer } from '../server/nbd-server.ts';
 import { IomapdError } from '../util/errors.ts';
@@ -149,7 +150,7 @@ export class DaemonAdmin implements ImageAdmin {
    * The snapshot is taken and exported through the queue like any other (drained first); the copy
    * runs outside it, beside NBD traffic and other admin operations.
    */
-  backup(volume: string, file: string, since: string | undefined): Promise<BackupReport> {
+  backup(volume: string, file: string, since: string | undefined, onProgress?: BackupProgress): Promise<BackupReport> {
     const { image, copyTo } = this.parts;
     if (copyTo === undefined) return Promise.reject(new IomapdError('NOT_SUPPORTED', 'this daemon was started without backup support'));
     if (!isAbsolute(file)) return Promise.reject(new IomapdError('BAD_ARGUMENT', `the backup file must be an absolute path, got ${JSON.stringify(file)}`));
@@ -161,7 +162,15 @@ export class DaemonAdmin implements ImageAdmin {
       deleteVolume: (n: string) => this.deleteVolume(n),
       device: (n: string) => image.engine.device(n),
     };
-    return backupVolume(host, copyTo, volume, file, since);
+    return backupVolume(host, copyTo, volume, file, since, onProgress);
+  }
+
+  /** Read-only, like map: not queued behind structural operations (ServedImage.check says why it is consistent). */
+  async check(): Promise<ImageCheckResult> {
+    const r = await this.parts.image.check();
+    this.parts.log.info({ errors: r.errors.length, extents: r.extents, heldMs: Math.round(r.heldMs) }, 'control: served image checked');
+    const { heldMs: _held, ...report } = r;
+    return report;
   }
 
   async stats(): Promise<DaemonStats> {

@@ -1,6 +1,6 @@
 // ImageAdmin on an image no daemon holds: this process opens it (taking its lock) for the command,
 // and, as its one owner, closes it in close().
-import { openImageFile } from '../fs/image-file.ts';
+import { type ImageCheckResult, checkImageStore, openImageFile } from '../fs/image-file.ts';
 import type { ImageStore } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
@@ -64,6 +64,11 @@ export class LocalAdmin implements ImageAdmin {
 
   async backup(): Promise<BackupReport> {
     throw new IomapdError('NOT_SUPPORTED', `${this.path} is not served: iomapd backup copies an idle image itself`);
+  }
+
+  /** The offline check, read-only, on the image this process opened. */
+  check(): Promise<ImageCheckResult> {
+    return checkImageStore(this.store, false);
   }
 
   async stats(): Promise<DaemonStats> {

@@ -4,16 +4,19 @@ import { connect, type Socket } from 'node:net';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { VolumeDiff } from '../fs/diff.ts';
-import type { BackupReport } from './backup.ts';
+import type { BackupProgress, BackupReport } from './backup.ts';
+import type { ImageCheckResult } from '../fs/image-file.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
-import { encodeLine, responseError, type ControlResponse } from './wire.ts';
+import { encodeLine, responseError, type ControlProgress, type ControlResponse } from './wire.ts';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 /** Generous: a snapshot waits for the volume's in-flight writes to drain. */
 const REQUEST_TIMEOUT_MS = 120_000;
 /** A backup copies data: bounded, but by a day, not two minutes. */
 const BACKUP_TIMEOUT_MS = 24 * 3600_000;
+/** A check commits first and walks every extent: seconds at 10^7 extents, so more than the default. */
+const CHECK_TIMEOUT_MS = 30 * 60_000;
 /** A response (a long extent map) larger than this is refused rather than buffered. */
 const MAX_RESPONSE_BYTES = 256 * 1024 * 1024;
 
@@ -93,9 +96,13 @@ export class RemoteAdmin implements ImageAdmin {
     return this.request('diff', { from, to }) as Promise<VolumeDiff>;
   }
 
-  backup(volume: string, file: string, since: string | undefined): Promise<BackupReport> {
+  backup(volume: string, file: string, since: string | undefined, onProgress?: BackupProgress): Promise<BackupReport> {
     // A copy takes as long as the data it moves: no two-minute limit on this one.
-    return this.request('backup', { volume, file, ...(since === undefined ? {} : { since }) }, BACKUP_TIMEOUT_MS) as Promise<BackupReport>;
+    return this.request('backup', { volume, file, ...(since === undefined ? {} : { since }) }, BACKUP_TIMEOUT_MS, onProgress) as Promise<BackupReport>;
+  }
+
+  check(): Promise<ImageCheckResult> {
+    return this.request('check', {}, CHECK_TIMEOUT_MS) as Promise<ImageCheckResult>;
   }
 
   stats(): Promise<DaemonStats> {
@@ -111,7 +118,7 @@ export class RemoteAdmin implements ImageAdmin {
     this.socket.destroy();
   }
 
-  private async request(op: string, args: Record<string, unknown>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
+  private async request(op: string, args: Record<string, unknown>, timeoutMs = REQUEST_TIMEOUT_MS, onProgress?: BackupProgress): Promise<unknown> {
     if (this.waiter !== null) throw new Error('RemoteAdmin: one request at a time');
     const id = this.nextId++;
     const line = await new Promise<string>((resolve, reject) => {
@@ -120,6 +127,14 @@ export class RemoteAdmin implements ImageAdmin {
         reject(new IomapdError('IO', `the daemon did not answer "${op}" within ${timeoutMs / 1000} s`));
       }, timeoutMs);
       this.waiter = (got) => {
+        // A progress line of this request: report it and keep waiting for the response.
+        if (typeof got === 'string' && got.includes('"progress"')) {
+          const p = parseOrNull(got);
+          if (p !== null && p.id === id && p.progress !== undefined) {
+            onProgress?.(p.progress.done, p.progress.total);
+            return;
+          }
+        }
         clearTimeout(timer);
         this.waiter = null;
         if (got instanceof Error) reject(got);
@@ -146,15 +161,25 @@ export class RemoteAdmin implements ImageAdmin {
   }
 
   private deliver(): void {
-    const nl = this.buffered.indexOf('\n');
-    if (nl < 0 || this.waiter === null) return;
-    const line = this.buffered.slice(0, nl);
-    this.buffered = this.buffered.slice(nl + 1);
-    this.waiter(line);
+    let nl: number;
+    while (this.waiter !== null && (nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl);
+      this.buffered = this.buffered.slice(nl + 1);
+      this.waiter(line);
+    }
   }
 
   private fail(err: Error): void {
     this.ended ??= err;
     this.waiter?.(this.ended);
+  }
+}
+
+/** A line as a progress message; null when it is not JSON (the response path reports that). */
+function parseOrNull(line: string): Partial<ControlProgress> | null {
+  try {
+    return JSON.parse(line) as Partial<ControlProgress>;
+  } catch {
+    return null;
   }
 }

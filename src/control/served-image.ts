@@ -7,6 +7,7 @@ import type { Mapper } from '../fs/mapper.ts';
 import type { Volumes } from '../fs/volumes.ts';
 import type { MinBlockSize } from '../engine/block-sizes.ts';
 import type { Logger } from '../util/log.ts';
+import { type LiveCheckResult, checkServedStore } from './live-check.ts';
 import { MeteredDurability } from './metered-durability.ts';
 
 export class ServedImage {
@@ -42,6 +43,11 @@ export class ServedImage {
     let blocks = 0;
     for (const e of this.store.meta.shared.entries()) blocks += e.v.len;
     return blocks * this.store.blockSize;
+  }
+
+  /** A read-only check of the metadata while the image is served (live-check.ts says how). */
+  check(): Promise<LiveCheckResult> {
+    return checkServedStore(this.store);
   }
 
   /** Commits, checkpoints and closes the store (once; later calls wait for the first). */

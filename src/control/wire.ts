@@ -4,8 +4,10 @@
 //   response: {"id": 1, "ok": true, "result": {...}}
 //             {"id": 1, "ok": false, "error": {"code": "NOT_FOUND", "message": "..."}}
 //
-// One line each way per request; a connection's requests are answered in order. The ops and their
-// arguments are the ImageAdmin methods (admin.ts); `call` checks the arguments and runs one.
+// One line each way per request; a connection's requests are answered in order. A long op (backup)
+// may send progress lines before its response: {"id": 1, "progress": {"done": N, "total": M}}.
+// The ops and their arguments are the ImageAdmin methods (admin.ts); `call` checks the arguments
+// and runs one.
 import { ErrorCodes, IomapdError, type ErrorCode } from '../util/errors.ts';
 import type { ImageAdmin } from './admin.ts';
 
@@ -22,7 +24,13 @@ export type ControlResponse =
   | { readonly id: number | null; readonly ok: true; readonly result: unknown }
   | { readonly id: number | null; readonly ok: false; readonly error: { readonly code: string; readonly message: string } };
 
-export function encodeLine(message: ControlRequest | ControlResponse): string {
+/** How far a long op has got, sent before its response (bytes for a backup). */
+export interface ControlProgress {
+  readonly id: number;
+  readonly progress: { readonly done: number; readonly total: number };
+}
+
+export function encodeLine(message: ControlRequest | ControlResponse | ControlProgress): string {
   return `${JSON.stringify(message)}\n`;
 }
 
@@ -81,7 +89,8 @@ function required(args: Record<string, unknown>, key: string): boolean {
 }
 
 /** Every op: its name on the wire and how it runs on an ImageAdmin. */
-const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => Promise<unknown>> = {
+type Progress = (done: number, total: number) => void;
+const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>, progress?: Progress) => Promise<unknown>> = {
   'volume.ls': (a) => a.listVolumes(),
   'volume.create': (a, x) =>
     a.createVolume(text(x, 'name'), size(x, 'size'), { preallocate: flag(x, 'preallocate'), readOnly: flag(x, 'readOnly'), requireTls: flag(x, 'requireTls') }),
@@ -93,13 +102,15 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => 
   info: (a) => a.info(),
   map: (a, x) => a.map(text(x, 'volume')),
   diff: (a, x) => a.diff(text(x, 'from'), text(x, 'to')),
-  backup: (a, x) => a.backup(text(x, 'volume'), text(x, 'file'), x.since === undefined ? undefined : text(x, 'since')),
+  backup: (a, x, p) => a.backup(text(x, 'volume'), text(x, 'file'), x.since === undefined ? undefined : text(x, 'since'), p),
+  check: (a) => a.check(),
   stats: (a) => a.stats(),
   reload: (a) => a.reload(),
 };
 
-export function call(admin: ImageAdmin, req: ControlRequest): Promise<unknown> {
+/** Runs one request; `progress` carries a long op's progress lines to the client. */
+export function call(admin: ImageAdmin, req: ControlRequest, progress?: Progress): Promise<unknown> {
   const op = Object.hasOwn(OPS, req.op) ? OPS[req.op] : undefined;
   if (op === undefined) return Promise.reject(new IomapdError('BAD_ARGUMENT', `unknown control op "${req.op}"`));
-  return op(admin, req.args);
+  return op(admin, req.args, progress);
 }

@@ -2,17 +2,21 @@
 // by nbd-client, against a fresh 1 GiB iomapd image per scenario (`iomapd create`, served whole;
 // issue 5; the rig is scripts/rig, the guest side test/kernel/guest, docs/KERNEL-RIG.md says what
 // this proves). Scenario 1 also runs against a raw file, so that the raw backend stays covered
-// by a kernel client. After each scenario the daemon stops and the image must pass `iomapd check`.
+// by a kernel client. Scenario 9 is issue 15's incremental backup (test/kernel/incremental-backup.ts
+// is its host side). After each scenario the daemon stops and the image must pass `iomapd check`.
 //
 // The scenarios run one after the other in this one file: each boots its own guest, and two
 // TCG guests at once on a 2-core machine would only slow each other down.
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { makeTlsFixtures } from '../support/tls-fixtures.ts';
 import { assertGuestPassed, bytesOf, checkPatternsOnHost, describeCounts, explain, typesIn } from './checks.ts';
 import { IMAGE, cli, totals, withDaemon } from './kernel-daemon.ts';
 import type { Backend, ImageInfo, KernelDaemon, MapExtent } from './kernel-daemon.ts';
+import { type IncrementalBackup, fsckOnHost, incrementalBackup, restoreInto } from './incremental-backup.ts';
 import { BUILD_TIMEOUT_MS, ensureRig, parseRanges, requireRig, runGuest } from './rig.ts';
 import type { GuestRun, RigStatus } from './rig.ts';
 
@@ -313,4 +317,51 @@ describe('kernel nbd client (Linux 6.1 in QEMU) against iomapd', () => {
       tls.cleanup();
     }
   }, testTimeout(240));
+
+  it('9. incremental backup of a frozen ext4: full copy of s1 (nbdcopy) plus the qemu:dirty-bitmap:s1 ranges of s2 (libnbd) fscks clean and holds s2\'s files', async (ctx) => {
+    requireRig(ctx, rig);
+    const dir = await mkdtemp(join(tmpdir(), 'iomapd-kernel-backup-'));
+    try {
+      await withDaemon('backup', 'image', async (daemon) => {
+        let backup: IncrementalBackup | undefined;
+        let hostFsck = '';
+        const file = join(dir, 'backup.raw');
+        const run = await runGuest({
+          name: 'backup',
+          scenario: 'backup.sh',
+          daemon,
+          timeoutSec: 300,
+          hostSteps: {
+            // Each while the filesystem is frozen: its data and a clean journal are on the device.
+            s1: async () => void (await cli(['snapshot', daemon.image, 'default', 's1'])),
+            s2: async () => void (await cli(['snapshot', daemon.image, 'default', 's2'])),
+            // The backup, then the backup served back to the guest as the new volume "restored".
+            async restore() {
+              backup = await incrementalBackup(daemon.image, daemon.port, 's1', 's2', file);
+              hostFsck = await fsckOnHost(file);
+              await cli(['volume', 'create', daemon.image, 'restored', '--size', String(backup.size)]);
+              await restoreInto(daemon.port, file, 'restored');
+            },
+          },
+        });
+        assertGuestPassed(run, daemon);
+        console.log(describeCounts(run));
+        check(run.hostSteps.length === 3, run, daemon, `expected host steps s1, s2 and restore, got ${run.hostSteps.map((h) => h.name).join(', ')}`);
+        const b = backup!;
+        console.log(
+          `  backup: full copy of s1 ${mib(b.fullDataBytes)} of data in ${b.ms.full} ms; s2's dirty ranges ${mib(b.dirtyBytes)} copied and the copy compared with s2 in ${b.ms.incremental} ms; host e2fsck: ${hostFsck}`,
+        );
+        // Incremental: the change between the freezes, not the filesystem again.
+        expect(b.dirtyBytes).toBeGreaterThan(6 * MiB);
+        expect(b.dirtyBytes).toBeLessThan(b.fullDataBytes);
+        // The guest's origin (nbdcopy and libnbd on the host connect to s1, s2 and restored too).
+        const origin = totals(run.connections.filter((c) => c.export === 'default'));
+        expect(origin.FUA ?? 0, 'FUA on the origin').toBeGreaterThan(0);
+        expect(origin.FLUSH ?? 0, 'FLUSH on the origin (fsfreeze)').toBeGreaterThan(0);
+        expect(run.connections.filter((c) => c.export === 'restored').length, 'connections to the restored backup').toBeGreaterThan(0);
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, testTimeout(300));
 });
