@@ -10,10 +10,12 @@
 // does not carry) differs, the daemon checks its live metadata in place, holding requests for the
 // whole check, so that the report names the damage as the offline check would.
 import { Worker } from 'node:worker_threads';
-import type { CheckReport } from '../fs/check.ts';
+import { type CheckReport, treeCensus } from '../fs/check.ts';
 import { encodeCheckpoint } from '../fs/checkpoint-codec.ts';
 import type { ImageCheckResult } from '../fs/image-file.ts';
+import type { Run } from '../fs/extent.ts';
 import type { ImageStore } from '../fs/image-store.ts';
+import type { Metadata } from '../fs/state.ts';
 import type { CheckJob } from './check-worker.ts';
 
 export interface LiveCheckResult extends ImageCheckResult {
@@ -39,6 +41,12 @@ function runWorker(job: CheckJob): Promise<WorkerAnswer> {
   });
 }
 
+function nodeBlockRuns(meta: Metadata): Run[] {
+  const runs: Run[] = [];
+  for (const node of treeCensus(meta).keys()) if (node.addr >= 0) runs.push({ start: node.addr, len: 1 });
+  return runs;
+}
+
 export async function checkServedStore(store: ImageStore): Promise<LiveCheckResult> {
   if (!store.readOnly) await store.commit();
   let t = performance.now();
@@ -48,8 +56,10 @@ export async function checkServedStore(store: ImageStore): Promise<LiveCheckResu
     blob: encodeCheckpoint(meta, 0, free),
     blockSize: meta.blockSize,
     dataBlocks: meta.dataBlocks,
-    checkpointRuns: [...store.checkpointRuns],
-    transient: [...store.alloc.pendingRuns(), ...store.alloc.takenRuns()],
+    // The copy's maps are plain trees without disk addresses: the blocks the live tree nodes hold
+    // (and those replaced since the last checkpoint) travel with it as in use.
+    checkpointRuns: [...store.checkpointRuns, ...nodeBlockRuns(meta)],
+    transient: [...store.alloc.pendingRuns(), ...store.alloc.takenRuns(), ...meta.retiredNodes.map((b) => ({ start: b, len: 1 }))],
   };
   const freeBlocks = meta.freeBlocks;
   let heldMs = performance.now() - t;
