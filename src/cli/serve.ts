@@ -10,7 +10,8 @@ import type { ReloadResult } from '../control/admin.ts';
 import { DaemonAdmin } from '../control/daemon-admin.ts';
 import { ServedImage } from '../control/served-image.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
-import type { ImageStore } from '../fs/image-store.ts';
+import { isObjectImageName, resolveImageName } from '../fs/image-name.ts';
+import type { ServableImage } from '../fs/servable-image.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
 import type { InlineIoModes } from '../util/fd-io.ts';
 import { INLINE_IO_MODES, type InlineIoMode } from '../util/inline-io.ts';
@@ -25,6 +26,7 @@ import { ServerSecurity } from '../server/tls/security.ts';
 import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-options.ts';
 import { addTlsOptions, securitySourcesFromOptions, type TlsOptions } from './tls-options.ts';
 import { reportAndExit } from './report.ts';
+import { addObjectServeOptions, openObjectServed, startBackgroundGc, type ObjectServeOptions } from './serve-object.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
 export const EMBEDDED_DEFAULT = { path: 'data/default.iomapd', size: 2 ** 30, volume: 'default' } as const;
@@ -35,7 +37,7 @@ export const DEFAULT_CACHE: CacheMode = 'writeback';
 /** How the image file is accessed (src/fs/image-file.ts openImage). */
 type ImageIo = { readonly direct: boolean; readonly fallback: string | null };
 
-interface ServeOptions extends LimitOptions, TlsOptions {
+interface ServeOptions extends LimitOptions, TlsOptions, ObjectServeOptions {
   socket?: string;
   listen?: string;
   export: string[];
@@ -57,8 +59,8 @@ function tlsEnabled(options: ServeOptions): boolean {
 export function registerServe(program: Command): void {
   const command = program
     .command('serve', { isDefault: true })
-    .description('serve FILE over NBD: every volume of an iomapd image, or a raw file with --raw; with no FILE, an embedded default image or memory')
-    .argument('[FILE]', `iomapd image to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing); a raw disk only with --raw`)
+    .description('serve FILE over NBD: every volume of an iomapd image (a file or s3://BUCKET/PREFIX), or a raw file with --raw; with no FILE, an embedded default image or memory')
+    .argument('[FILE]', `iomapd image to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing), or s3://BUCKET/PREFIX; a raw disk only with --raw`)
     .option('--socket <PATH>', 'listen on a Unix socket (instead of TCP, unless --listen is also given)')
     .option('--listen <HOST:PORT>', `listen on TCP (default ${DEFAULT_LISTEN})`)
     .option('--export <NAME>', 'image: volumes to export (repeatable or comma list; default all); raw: the export name', collectNames, [])
@@ -78,7 +80,7 @@ export function registerServe(program: Command): void {
         .default('auto'),
     )
     .addOption(new Option('--log-level <LEVEL>', 'log level').choices(LOG_LEVELS).default('info'));
-  addTlsOptions(addLimitOptions(command))
+  addObjectServeOptions(addTlsOptions(addLimitOptions(command)))
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
         await serve(file, options);
@@ -103,7 +105,7 @@ interface Served {
   heldForTls?: string[];
   what: string;
   /** Set when serving an image: the control channel works on it. */
-  image?: { path: string; served: ServedImage; io: ImageIo };
+  image?: { path: string; served: ServedImage; io: ImageIo | null };
   close(): Promise<void>;
 }
 
@@ -120,7 +122,18 @@ async function exists(path: string): Promise<boolean> {
  * louder, is one that still carries another signature of the format (a damaged image served raw
  * would let clients write over its metadata).
  */
-async function openServed(file: string | undefined, options: ServeOptions): Promise<Served> {
+async function openServed(file: string | undefined, options: ServeOptions, log: Logger): Promise<Served> {
+  if (file !== undefined && isObjectImageName(file)) {
+    const image = resolveImageName(file);
+    if (options.raw) throw new IomapdError('BAD_ARGUMENT', '--raw serves a local file; an s3:// name is always an iomapd image');
+    if (options.cache !== undefined) throw new IomapdError('BAD_ARGUMENT', '--cache applies to file images; an s3:// image caches in --cache-dir');
+    if (image.kind !== 'object') throw new IomapdError('BAD_ARGUMENT', `not an object-store image name: ${file}`);
+    const store = await openObjectServed(image.url, options.readOnly, options.export, options, log);
+    return serveImage(store, image.url, options, null);
+  }
+  if (options.cacheDir !== undefined || options.cacheSize !== undefined) {
+    throw new IomapdError('BAD_ARGUMENT', '--cache-dir and --cache-size apply to s3:// images only');
+  }
   if (options.raw || (file === undefined && options.size !== undefined)) {
     const { device, what } = await openDevice(file, options);
     const name = options.export.length > 0 ? options.export[0]! : '';
@@ -160,7 +173,7 @@ async function requireImage(path: string, shown: string, options: ServeOptions):
 }
 
 /** The served image owns the store from here on: Served.close() is the one place it closes. */
-function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
+function serveImage(store: ServableImage, path: string, options: ServeOptions, io: ImageIo | null): Served {
   const served = new ServedImage(store, null);
   const { engine } = served;
   const volumes = store.volumes.list().map((v) => v.name);
@@ -175,7 +188,7 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
     .filter((name) => !heldForTls.includes(name))
     .map((name) => {
       const device = engine.device(name);
-      return { name, device: options.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
+      return { name, device: options.readOnly || store.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
     });
   return { exports, heldForTls, what: path, image: { path, served, io }, close: () => served.close() };
 }
@@ -205,8 +218,8 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   const log = createLogger(options.logLevel as never);
   const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
   const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
-  const served = await openServed(file, options);
-  if (served.image) logImageIo(served.image.io, options, log);
+  const served = await openServed(file, options, log);
+  if (served.image?.io) logImageIo(served.image.io, options, log);
   if (served.heldForTls !== undefined && served.heldForTls.length > 0) {
     log.warn({ volumes: served.heldForTls }, `not exported: ${served.heldForTls.join(', ')} require TLS and --tls is off`);
   }
@@ -239,7 +252,9 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   };
   const control = served.image ? await startControl(served.image, registry, server, options, reload, log) : null;
   // Before the `listening` lines: a client (or a supervisor) may signal as soon as it sees one.
+  const stopGc = served.image && isObjectImageName(served.image.path) ? startBackgroundGc(served.image.served, served.exports.every((e) => e.device.readOnly), options, log) : async () => {};
   stopOnSignals(log, async () => {
+    await stopGc();
     await control?.close();
     await server.shutdown();
     // The store's one owner closes it (devices never do, and every export may be gone).

@@ -3,6 +3,7 @@
 // by DaemonAdmin inside the daemon). The CLI only parses and prints around these calls.
 import type { VolumeCounters } from '../engine/counters.ts';
 import type { StoreStats } from '../fs/image-store.ts';
+import type { GcReport } from '../fs/object/object-gc.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { TlsMode } from '../server/export-registry.ts';
@@ -61,5 +62,7 @@ export interface ImageAdmin {
    * broken file keeps the old material and fails with its error (NOT_RUNNING without a daemon).
    */
   reload(): Promise<ReloadResult>;
+  /** One garbage-collection pass over a bucket image (BAD_ARGUMENT for a file image). */
+  gc(): Promise<GcReport>;
   close(): Promise<void>;
 }

@@ -8,6 +8,7 @@
 // A require-tls volume is exported only when the server admits TLS clients. Reload is the
 // daemon's own (serve wires in its TLS material's reload): it runs beside volume operations, not
 // queued behind them, since it touches no volume.
+import type { GcReport } from '../fs/object/object-gc.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { ServedImage } from './served-image.ts';
@@ -148,6 +149,10 @@ export class DaemonAdmin implements ImageAdmin {
 
   reload(): Promise<ReloadResult> {
     return this.parts.reload();
+  }
+
+  gc(): Promise<GcReport> {
+    return this.parts.image.collectGarbage();
   }
 
   /** The daemon owns the image; a control connection closing changes nothing. */

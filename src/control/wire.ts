@@ -94,6 +94,7 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => 
   map: (a, x) => a.map(text(x, 'volume')),
   stats: (a) => a.stats(),
   reload: (a) => a.reload(),
+  gc: (a) => a.gc(),
 };
 
 export function call(admin: ImageAdmin, req: ControlRequest): Promise<unknown> {
