@@ -1,6 +1,7 @@
 // `iomapd serve s3://BUCKET/PREFIX`: opening a bucket image for a daemon, and its background GC.
 // Read-write takes the writer role (fencing a daemon elsewhere: failover); --read-only, and an
 // --export list of snapshots only, open without it, so several hosts may serve them at once.
+import { connect } from 'node:net';
 import { Option, type Command } from 'commander';
 import type { ServedImage } from '../control/served-image.ts';
 import { openImageByName, type ObjectImageOptions } from '../fs/open-image.ts';
@@ -52,6 +53,21 @@ export async function openObjectServed(url: string, readOnly: boolean, exportNam
   if (exportNames.every((n) => snapshots.has(n))) return view;
   await view.close();
   return openImageByName(url, false, opts);
+}
+
+/**
+ * Whether a live daemon answers on `path`: a read-only daemon of a bucket image leaves the image's
+ * control socket to the writer (or the first reader) on this host instead of taking it over.
+ */
+export function controlInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ path });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }
 
 /** A GC pass every interval while the daemon serves read-write; returns the stopper. */

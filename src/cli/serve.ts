@@ -26,7 +26,7 @@ import { ServerSecurity } from '../server/tls/security.ts';
 import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-options.ts';
 import { addTlsOptions, securitySourcesFromOptions, type TlsOptions } from './tls-options.ts';
 import { reportAndExit } from './report.ts';
-import { addObjectServeOptions, openObjectServed, startBackgroundGc, type ObjectServeOptions } from './serve-object.ts';
+import { addObjectServeOptions, controlInUse, openObjectServed, startBackgroundGc, type ObjectServeOptions } from './serve-object.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
 export const EMBEDDED_DEFAULT = { path: 'data/default.iomapd', size: 2 ** 30, volume: 'default' } as const;
@@ -287,9 +287,14 @@ async function startControl(
   reload: () => Promise<ReloadResult>,
   log: Logger,
 ): Promise<ControlServer | null> {
+  const path = controlPath(image.path);
+  if (isObjectImageName(image.path) && image.served.readOnly && (await controlInUse(path))) {
+    log.info({ control: path }, 'another daemon on this host answers on the control channel of this image: volume commands go to it');
+    return null;
+  }
   const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload });
   try {
-    const control = await ControlServer.listen(controlPath(image.path), admin, log);
+    const control = await ControlServer.listen(path, admin, log);
     log.info({ control: control.path }, 'control channel listening');
     return control;
   } catch (err) {

@@ -21,6 +21,11 @@ export class ServedImage {
     this.engine = new Engine(store, log);
   }
 
+  /** Opened read-only (a bucket image: without the writer role). */
+  get readOnly(): boolean {
+    return this.store.readOnly;
+  }
+
   get volumes(): Volumes {
     return this.store.volumes;
   }
