@@ -56,11 +56,13 @@ export function registerObjectCommands(program: Command): void {
     .command('gc')
     .description('reclaim the space of overwritten, trimmed and deleted data in a bucket image (through its daemon when one serves it here)')
     .argument('<image>', 's3://BUCKET/PREFIX')
+    .option('--grace <SECONDS>', "delete an older writer's unreferenced segments only once seen this long ago by the process doing the pass (0: now, when no older writer can still be uploading)")
     .option('--json', 'print JSON')
-    .action(async (image: string, o: { json?: boolean }) => {
+    .action(async (image: string, o: { grace?: string; json?: boolean }) => {
       try {
+        if (o.grace !== undefined && !/^\d{1,7}$/.test(o.grace)) throw new IomapdError('BAD_ARGUMENT', `--grace takes whole seconds, got ${JSON.stringify(o.grace)}`);
         const admin = await openAdmin(image, false);
-        const r = await admin.gc().finally(() => admin.close());
+        const r = await admin.gc(o.grace === undefined ? {} : { graceMs: Number(o.grace) * 1000 }).finally(() => admin.close());
         process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : `${gcLine(r)}\n`);
       } catch (err) {
         reportAndExit(err);

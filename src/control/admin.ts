@@ -62,7 +62,11 @@ export interface ImageAdmin {
    * broken file keeps the old material and fails with its error (NOT_RUNNING without a daemon).
    */
   reload(): Promise<ReloadResult>;
-  /** One garbage-collection pass over a bucket image (BAD_ARGUMENT for a file image). */
-  gc(): Promise<GcReport>;
+  /**
+   * One garbage-collection pass over a bucket image (BAD_ARGUMENT for a file image). `graceMs`: how
+   * long an older writer's unreferenced segment must have been seen by this process before it is
+   * deleted (default 10 min; 0 when no older writer can still be uploading).
+   */
+  gc(opts?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
 }

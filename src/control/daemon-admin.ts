@@ -151,8 +151,8 @@ export class DaemonAdmin implements ImageAdmin {
     return this.parts.reload();
   }
 
-  gc(): Promise<GcReport> {
-    return this.parts.image.collectGarbage();
+  gc(opts: { graceMs?: number } = {}): Promise<GcReport> {
+    return this.parts.image.collectGarbage(opts);
   }
 
   /** The daemon owns the image; a control connection closing changes nothing. */

@@ -67,11 +67,11 @@ export class LocalAdmin implements ImageAdmin {
     throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${this.path}: there is no TLS material or access list to reload`);
   }
 
-  gc(): Promise<GcReport> {
+  gc(opts: { graceMs?: number } = {}): Promise<GcReport> {
     if (!this.store.collectGarbage) {
       return Promise.reject(new IomapdError('BAD_ARGUMENT', `gc applies to object-store images: ${this.path} is a file image, which reuses freed blocks in place`));
     }
-    return this.store.collectGarbage();
+    return this.store.collectGarbage(opts);
   }
 
   close(): Promise<void> {

@@ -94,8 +94,8 @@ export class RemoteAdmin implements ImageAdmin {
     return this.request('reload', {}) as Promise<ReloadResult>;
   }
 
-  gc(): Promise<GcReport> {
-    return this.request('gc', {}) as Promise<GcReport>;
+  gc(opts: { graceMs?: number } = {}): Promise<GcReport> {
+    return this.request('gc', opts.graceMs === undefined ? {} : { graceMs: opts.graceMs }) as Promise<GcReport>;
   }
 
   async close(): Promise<void> {

@@ -68,6 +68,12 @@ function size(args: Record<string, unknown>, key: string): number {
   return v;
 }
 
+function wholeNumber(args: Record<string, unknown>, key: string): number {
+  const v = args[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new IomapdError('BAD_ARGUMENT', `"${key}" must be a whole number`);
+  return v;
+}
+
 function flag(args: Record<string, unknown>, key: string): boolean {
   const v = args[key] ?? false;
   if (typeof v !== 'boolean') throw new IomapdError('BAD_ARGUMENT', `"${key}" must be true or false`);
@@ -94,7 +100,7 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>) => 
   map: (a, x) => a.map(text(x, 'volume')),
   stats: (a) => a.stats(),
   reload: (a) => a.reload(),
-  gc: (a) => a.gc(),
+  gc: (a, x) => a.gc(x.graceMs === undefined ? {} : { graceMs: wholeNumber(x, 'graceMs') }),
 };
 
 export function call(admin: ImageAdmin, req: ControlRequest): Promise<unknown> {
