@@ -5,8 +5,10 @@
 import type { Command } from 'commander';
 import { openDaemon } from '../control/open-admin.ts';
 import { type ImageCheckResult, checkImageFile } from '../fs/image-file.ts';
+import { isObjectImageName } from '../fs/image-name.ts';
 import { ImageLock } from '../fs/lock.ts';
 import { IomapdError } from '../util/errors.ts';
+import { checkObjectImageCommand } from './object-commands.ts';
 import { progressMode, startProgress } from './progress.ts';
 import { reportAndExit } from './report.ts';
 
@@ -45,6 +47,11 @@ export function registerCheck(program: Command): void {
     .option('--progress', 'draw a progress bar (extents checked) on stderr even when it is not a terminal')
     .option('--no-progress', 'never draw a progress bar')
     .action(async (image: string, o: { repair?: boolean; json?: boolean; progress?: boolean }) => {
+      if (isObjectImageName(image)) {
+        // A bucket image is checked from what the bucket holds, served or not (docs/OBJECT-STORE.md).
+        await checkObjectImageCommand(image, o).catch(reportAndExit);
+        return;
+      }
       let r: ImageCheckResult;
       try {
         r = await runCheck(image, !!o.repair, o.progress);

@@ -12,6 +12,8 @@ import { mapSvg, spaceSvg } from './svg/pictures.ts';
 import { registerBackup } from './backup-command.ts';
 import { registerCheck } from './check-command.ts';
 import { registerDiff } from './diff-command.ts';
+import { isObjectImageName } from '../fs/image-name.ts';
+import { createObjectImageCommand } from './object-commands.ts';
 import { statsText } from './stats-text.ts';
 import { reportAndExit } from './report.ts';
 
@@ -72,8 +74,8 @@ function reloadLine(r: ReloadResult): string {
 export function registerImageCommands(program: Command): void {
   program
     .command('create')
-    .description('create an image file; with --size it also holds one volume of that size')
-    .argument('<image>', 'image file to create (must not exist)')
+    .description('create an image (a file, or s3://BUCKET/PREFIX in a bucket) holding one volume of --size')
+    .argument('<image>', 'image file to create (must not exist), or s3://BUCKET/PREFIX (an empty prefix)')
     .requiredOption('--size <bytes>', 'size of the first volume (K, M, G, T suffixes)')
     .option('--capacity <bytes>', 'data capacity of the image (default: --size)')
     .option('--block-size <bytes>', 'allocation block size, 4K to 64K', '4096')
@@ -83,6 +85,10 @@ export function registerImageCommands(program: Command): void {
       run(async (image: string, o: { size: string; capacity?: string; blockSize: string; volume: string; preallocate?: boolean }) => {
         const size = parseSize(o.size);
         const capacity = o.capacity ? parseSize(o.capacity) : size;
+        if (isObjectImageName(image)) {
+          const opts = { size, capacity, blockSize: parseSize(o.blockSize), volume: o.volume, preallocate: !!o.preallocate };
+          return createObjectImageCommand(image, opts);
+        }
         const store = await createImageFile(image, { dataBytes: capacity, blockSize: parseSize(o.blockSize) });
         try {
           await store.createVolume(o.volume, size, { preallocate: !!o.preallocate });

@@ -13,7 +13,8 @@ import { ServedImage } from '../control/served-image.ts';
 import { startMetrics } from '../control/metrics.ts';
 import { parseMetricsAddress, type MetricsAddress, type MetricsServer } from '../control/metrics-http.ts';
 import { createImageFile, openImage } from '../fs/image-file.ts';
-import type { ImageStore } from '../fs/image-store.ts';
+import { isObjectImageName, resolveImageName } from '../fs/image-name.ts';
+import type { ServableImage } from '../fs/servable-image.ts';
 import { probeImageFile } from '../fs/image-probe.ts';
 import type { InlineIoGates, InlineIoModes } from '../util/fd-io.ts';
 import { INLINE_IO_MODES, type InlineIoMode } from '../util/inline-io.ts';
@@ -30,6 +31,7 @@ import { addLimitOptions, limitsFromOptions, type LimitOptions } from './limit-o
 import { addTlsOptions, securitySourcesFromOptions, type TlsOptions } from './tls-options.ts';
 import { copyToRawFile } from './backup-command.ts';
 import { reportAndExit } from './report.ts';
+import { addObjectServeOptions, controlInUse, openObjectServed, startBackgroundGc, type ObjectServeOptions } from './serve-object.ts';
 
 /** What `iomapd serve` with no arguments serves: a 1 GiB iomapd image with volume 'default', created on first run. */
 export const EMBEDDED_DEFAULT = { path: 'data/default.iomapd', size: 2 ** 30, volume: 'default' } as const;
@@ -40,7 +42,7 @@ export const DEFAULT_CACHE: CacheMode = 'writeback';
 /** How the image file is accessed (src/fs/image-file.ts openImage). */
 type ImageIo = { readonly direct: boolean; readonly fallback: string | null; readonly gates: InlineIoGates | null };
 
-interface ServeOptions extends LimitOptions, TlsOptions {
+interface ServeOptions extends LimitOptions, TlsOptions, ObjectServeOptions {
   socket?: string;
   listen?: string;
   export: string[];
@@ -65,8 +67,8 @@ function tlsEnabled(options: ServeOptions): boolean {
 export function registerServe(program: Command): void {
   const command = program
     .command('serve', { isDefault: true })
-    .description('serve FILE over NBD: every volume of an iomapd image, or a raw file with --raw; with no FILE, an embedded default image or memory')
-    .argument('[FILE]', `iomapd image to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing); a raw disk only with --raw`)
+    .description('serve FILE over NBD: every volume of an iomapd image (a file or s3://BUCKET/PREFIX), or a raw file with --raw; with no FILE, an embedded default image or memory')
+    .argument('[FILE]', `iomapd image to serve (default: ${EMBEDDED_DEFAULT.path}, created if missing), or s3://BUCKET/PREFIX; a raw disk only with --raw`)
     .option('--socket <PATH>', 'listen on a Unix socket (instead of TCP, unless --listen is also given)')
     .option('--listen <HOST:PORT>', `listen on TCP (default ${DEFAULT_LISTEN})`)
     .option('--export <NAME>', 'image: volumes to export (repeatable or comma list; default all); raw: the export name', collectNames, [])
@@ -93,7 +95,7 @@ export function registerServe(program: Command): void {
         .default('512'),
     )
     .option('--metrics <HOST:PORT|PATH>', 'serve Prometheus metrics at http://HOST:PORT/metrics (or over a Unix socket at PATH); off by default');
-  addTlsOptions(addLimitOptions(command))
+  addObjectServeOptions(addTlsOptions(addLimitOptions(command)))
     .action(async (file: string | undefined, options: ServeOptions) => {
       try {
         await serve(file, options);
@@ -134,7 +136,7 @@ interface Served {
   /** The served file's inline-I/O gates, for metrics (none for memory or O_DIRECT). */
   gates: InlineIoGates | null;
   /** Set when serving an image: the control channel works on it. */
-  image?: { path: string; served: ServedImage; io: ImageIo };
+  image?: { path: string; served: ServedImage; io: ImageIo | null };
   close(): Promise<void>;
 }
 
@@ -151,7 +153,18 @@ async function exists(path: string): Promise<boolean> {
  * louder, is one that still carries another signature of the format (a damaged image served raw
  * would let clients write over its metadata).
  */
-async function openServed(file: string | undefined, options: ServeOptions): Promise<Served> {
+async function openServed(file: string | undefined, options: ServeOptions, log: Logger): Promise<Served> {
+  if (file !== undefined && isObjectImageName(file)) {
+    const image = resolveImageName(file);
+    if (options.raw) throw new IomapdError('BAD_ARGUMENT', '--raw serves a local file; an s3:// name is always an iomapd image');
+    if (options.cache !== undefined) throw new IomapdError('BAD_ARGUMENT', '--cache applies to file images; an s3:// image caches in --cache-dir');
+    if (image.kind !== 'object') throw new IomapdError('BAD_ARGUMENT', `not an object-store image name: ${file}`);
+    const store = await openObjectServed(image.url, options.readOnly, options.export, options, log);
+    return serveImage(store, image.url, options, null);
+  }
+  if (options.cacheDir !== undefined || options.cacheSize !== undefined) {
+    throw new IomapdError('BAD_ARGUMENT', '--cache-dir and --cache-size apply to s3:// images only');
+  }
   if (options.raw || (file === undefined && options.size !== undefined)) {
     const { device, what } = await openDevice(file, options);
     const name = options.export.length > 0 ? options.export[0]! : '';
@@ -192,7 +205,7 @@ async function requireImage(path: string, shown: string, options: ServeOptions):
 }
 
 /** The served image owns the store from here on: Served.close() is the one place it closes. */
-function serveImage(store: ImageStore, path: string, options: ServeOptions, io: ImageIo): Served {
+function serveImage(store: ServableImage, path: string, options: ServeOptions, io: ImageIo | null): Served {
   const served = new ServedImage(store, null, { meterCommits: options.metrics !== undefined, minimumBlock: minimumBlock(options) });
   const { engine } = served;
   const volumes = store.volumes.list().map((v) => v.name);
@@ -207,9 +220,9 @@ function serveImage(store: ImageStore, path: string, options: ServeOptions, io: 
     .filter((name) => !heldForTls.includes(name))
     .map((name) => {
       const device = engine.device(name);
-      return { name, device: options.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
+      return { name, device: options.readOnly || store.readOnly ? readOnlyView(device) : device, requireTls: needsTls(name) };
     });
-  return { exports, heldForTls, what: path, gates: io.gates, image: { path, served, io }, close: () => served.close() };
+  return { exports, heldForTls, what: path, gates: io?.gates ?? null, image: { path, served, io }, close: () => served.close() };
 }
 
 /** --dirty-bitmap NAME: a snapshot of the served image (docs/BACKUP.md). */
@@ -257,8 +270,8 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   const limits = limitsFromOptions(options); // before opening anything: a bad value changes nothing
   const metricsAt: MetricsAddress | null = options.metrics === undefined ? null : parseMetricsAddress(options.metrics);
   const security = await ServerSecurity.load(securitySourcesFromOptions(options), log);
-  const served = await openServed(file, options);
-  if (served.image) logImageIo(served.image.io, options, log);
+  const served = await openServed(file, options, log);
+  if (served.image?.io) logImageIo(served.image.io, options, log);
   if (served.heldForTls !== undefined && served.heldForTls.length > 0) {
     log.warn({ volumes: served.heldForTls }, `not exported: ${served.heldForTls.join(', ')} require TLS and --tls is off`);
   }
@@ -305,7 +318,9 @@ async function serve(file: string | undefined, options: ServeOptions): Promise<v
   };
   const control = served.image ? await startControl(served.image, registry, server, options, reload, log) : null;
   // Before the `listening` lines: a client (or a supervisor) may signal as soon as it sees one.
+  const stopGc = served.image && isObjectImageName(served.image.path) ? startBackgroundGc(served.image.served, served.exports.every((e) => e.device.readOnly), options, log) : async () => {};
   stopOnSignals(log, async () => {
+    await stopGc();
     await control?.close();
     await metrics?.close();
     await server.shutdown();
@@ -358,9 +373,14 @@ async function startControl(
   reload: () => Promise<ReloadResult>,
   log: Logger,
 ): Promise<ControlServer | null> {
+  const path = controlPath(image.path);
+  if (isObjectImageName(image.path) && image.served.readOnly && (await controlInUse(path))) {
+    log.info({ control: path }, 'another daemon on this host answers on the control channel of this image: volume commands go to it');
+    return null;
+  }
   const admin = new DaemonAdmin({ image: image.served, registry, server, description: options.description ?? '', tls: tlsEnabled(options), log, reload, copyTo: copyToRawFile });
   try {
-    const control = await ControlServer.listen(controlPath(image.path), admin, log);
+    const control = await ControlServer.listen(path, admin, log);
     log.info({ control: control.path }, 'control channel listening');
     return control;
   } catch (err) {

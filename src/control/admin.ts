@@ -3,6 +3,7 @@
 // by DaemonAdmin inside the daemon). The CLI only parses and prints around these calls.
 import type { VolumeCounters } from '../engine/counters.ts';
 import type { StoreStats } from '../fs/image-store.ts';
+import type { GcReport } from '../fs/object/object-gc.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { VolumeDiff } from '../fs/diff.ts';
@@ -76,5 +77,11 @@ export interface ImageAdmin {
    * broken file keeps the old material and fails with its error (NOT_RUNNING without a daemon).
    */
   reload(): Promise<ReloadResult>;
+  /**
+   * One garbage-collection pass over a bucket image (BAD_ARGUMENT for a file image). `graceMs`: how
+   * long an older writer's unreferenced segment must have been seen by this process before it is
+   * deleted (default 10 min; 0 when no older writer can still be uploading).
+   */
+  gc(opts?: { graceMs?: number }): Promise<GcReport>;
   close(): Promise<void>;
 }

@@ -1,8 +1,12 @@
 // The daemon's end of the control channel: a Unix socket next to the image (IMAGE.ctl), owner-only
 // (0600), removed on a clean stop. The daemon holds the image lock, so a socket file found there
 // at start is a dead daemon's and is replaced. Requests on one connection run in order.
+import { createHash } from 'node:crypto';
 import { chmod, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
+import { isObjectImageName, objectImageIdentity } from '../fs/image-name.ts';
 import { removeStaleSocket } from '../server/nbd-server.ts';
 import { IomapdError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
@@ -18,8 +22,14 @@ const PROGRESS_INTERVAL_MS = 100;
 /** A connection with no request for this long is closed. */
 const IDLE_TIMEOUT_MS = 5 * 60_000;
 
-export function controlPath(image: string): string {
-  return `${image}.ctl`;
+/**
+ * Next to a file image (IMAGE.ctl). A bucket image has no local file to sit next to: its socket is
+ * in IOMAPD_RUN_DIR (else the temp dir), named by a hash of its URL and endpoint.
+ */
+export function controlPath(image: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (!isObjectImageName(image)) return `${image}.ctl`;
+  const id = createHash('sha256').update(objectImageIdentity(image, env)).digest('hex').slice(0, 16);
+  return join(resolve(env.IOMAPD_RUN_DIR || tmpdir()), `iomapd-s3-${id}.ctl`);
 }
 
 export class ControlServer {

@@ -9,6 +9,7 @@
 // daemon's own (serve wires in its TLS material's reload): it runs beside volume operations, not
 // queued behind them, since it touches no volume.
 import { isAbsolute } from 'node:path';
+import type { GcReport } from '../fs/object/object-gc.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { type VolumeDiff, diffReport } from '../fs/diff.ts';
@@ -187,6 +188,10 @@ export class DaemonAdmin implements ImageAdmin {
 
   reload(): Promise<ReloadResult> {
     return this.parts.reload();
+  }
+
+  gc(opts: { graceMs?: number } = {}): Promise<GcReport> {
+    return this.parts.image.collectGarbage(opts);
   }
 
   /** The daemon owns the image; a control connection closing changes nothing. */

@@ -1,7 +1,11 @@
-// ImageAdmin on an image no daemon holds: this process opens it (taking its lock) for the command,
-// and, as its one owner, closes it in close().
-import { type ImageCheckResult, checkImageStore, openImageFile } from '../fs/image-file.ts';
-import type { ImageStore } from '../fs/image-store.ts';
+// ImageAdmin on an image no daemon holds: this process opens it (a file image: taking its lock; a
+// bucket image read-write: taking the writer role) for the command, and, as its one owner, closes
+// it in close().
+import type { GcReport } from '../fs/object/object-gc.ts';
+import { type ObjectImageOptions, openImageByName } from '../fs/open-image.ts';
+import type { ServableImage } from '../fs/servable-image.ts';
+import { type ImageCheckResult, checkImageStore } from '../fs/image-file.ts';
+import { ImageStore } from '../fs/image-store.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import { type VolumeDiff, diffReport } from '../fs/diff.ts';
@@ -10,16 +14,17 @@ import { IomapdError } from '../util/errors.ts';
 import type { CreateVolumeOptions, DaemonStats, ImageAdmin, ImageInfo, ReloadResult } from './admin.ts';
 
 export class LocalAdmin implements ImageAdmin {
-  private readonly store: ImageStore;
+  private readonly store: ServableImage;
   private readonly path: string;
 
-  private constructor(store: ImageStore, path: string) {
+  private constructor(store: ServableImage, path: string) {
     this.store = store;
     this.path = path;
   }
 
-  static async open(path: string, readOnly: boolean): Promise<LocalAdmin> {
-    return new LocalAdmin(await openImageFile(path, { readOnly }), path);
+  /** `name`: a file path or `s3://BUCKET/PREFIX` (fs/image-name.ts). */
+  static async open(name: string, readOnly: boolean, objectOptions: ObjectImageOptions = {}): Promise<LocalAdmin> {
+    return new LocalAdmin(await openImageByName(name, readOnly, objectOptions), name);
   }
 
   async listVolumes(): Promise<VolumeInfo[]> {
@@ -68,6 +73,9 @@ export class LocalAdmin implements ImageAdmin {
 
   /** The offline check, read-only, on the image this process opened. */
   check(): Promise<ImageCheckResult> {
+    if (!(this.store instanceof ImageStore)) {
+      return Promise.reject(new IomapdError('NOT_SUPPORTED', `${this.path} is a bucket image: iomapd check reads it from the bucket`));
+    }
     return checkImageStore(this.store, false);
   }
 
@@ -77,6 +85,13 @@ export class LocalAdmin implements ImageAdmin {
 
   async reload(): Promise<ReloadResult> {
     throw new IomapdError('NOT_RUNNING', `no iomapd daemon is serving ${this.path}: there is no TLS material or access list to reload`);
+  }
+
+  gc(opts: { graceMs?: number } = {}): Promise<GcReport> {
+    if (!this.store.collectGarbage) {
+      return Promise.reject(new IomapdError('BAD_ARGUMENT', `gc applies to object-store images: ${this.path} is a file image, which reuses freed blocks in place`));
+    }
+    return this.store.collectGarbage(opts);
   }
 
   close(): Promise<void> {

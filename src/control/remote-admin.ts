@@ -1,6 +1,7 @@
 // ImageAdmin through a running daemon's control channel: each call is one request line and one
 // response line, one at a time, each bounded by a timeout.
 import { connect, type Socket } from 'node:net';
+import type { GcReport } from '../fs/object/object-gc.ts';
 import type { VolumeInfo } from '../fs/volumes.ts';
 import type { ExtentInfo } from '../fs/mapping.ts';
 import type { VolumeDiff } from '../fs/diff.ts';
@@ -111,6 +112,10 @@ export class RemoteAdmin implements ImageAdmin {
 
   reload(): Promise<ReloadResult> {
     return this.request('reload', {}) as Promise<ReloadResult>;
+  }
+
+  gc(opts: { graceMs?: number } = {}): Promise<GcReport> {
+    return this.request('gc', opts.graceMs === undefined ? {} : { graceMs: opts.graceMs }) as Promise<GcReport>;
   }
 
   async close(): Promise<void> {

@@ -2,28 +2,36 @@
 // opened the store and is the only one to close it (the daemon in `iomapd serve`). The control
 // channel works through this object's parts (volumes, mapper, engine), never through the engine.
 import { Engine } from '../engine/engine.ts';
-import type { ImageStore, StoreStats } from '../fs/image-store.ts';
+import { ImageStore, type StoreStats } from '../fs/image-store.ts';
+import type { GcOptions, GcReport } from '../fs/object/object-gc.ts';
+import type { ServableImage } from '../fs/servable-image.ts';
 import type { Mapper } from '../fs/mapper.ts';
 import type { Volumes } from '../fs/volumes.ts';
 import type { MinBlockSize } from '../engine/block-sizes.ts';
+import { IomapdError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { type LiveCheckResult, checkServedStore } from './live-check.ts';
 import { MeteredDurability } from './metered-durability.ts';
 
 export class ServedImage {
   readonly engine: Engine;
-  private readonly store: ImageStore;
+  private readonly store: ServableImage;
   private closing: Promise<void> | null = null;
   /** The engine's durability with its commits timed (`serve --metrics`); null otherwise. */
   readonly metered: MeteredDurability | null;
 
   /** Takes ownership of `store`: close() closes it. */
-  constructor(store: ImageStore, log: Logger | null = null, opts: { readonly meterCommits?: boolean; readonly minimumBlock?: MinBlockSize } = {}) {
+  constructor(store: ServableImage, log: Logger | null = null, opts: { readonly meterCommits?: boolean; readonly minimumBlock?: MinBlockSize } = {}) {
     this.store = store;
     this.metered = opts.meterCommits === true ? new MeteredDurability(store.durability) : null;
     const { mapper, volumes, data } = store;
     const engineOpts = opts.minimumBlock === undefined ? {} : { minimumBlock: opts.minimumBlock };
     this.engine = new Engine(this.metered === null ? store : { mapper, volumes, data, durability: this.metered }, log, engineOpts);
+  }
+
+  /** Opened read-only (a bucket image: without the writer role). */
+  get readOnly(): boolean {
+    return this.store.readOnly;
   }
 
   get volumes(): Volumes {
@@ -47,7 +55,20 @@ export class ServedImage {
 
   /** A read-only check of the metadata while the image is served (live-check.ts says how). */
   check(): Promise<LiveCheckResult> {
+    if (!(this.store instanceof ImageStore)) {
+      // A bucket image is checked from the bucket by `iomapd check s3://...` (it reads, never writes).
+      return Promise.reject(new IomapdError('NOT_SUPPORTED', 'a served bucket image is checked from the bucket: iomapd check s3://BUCKET/PREFIX'));
+    }
     return checkServedStore(this.store);
+  }
+
+
+  /** A GC pass over a bucket image (BAD_ARGUMENT for a file image, which reuses freed space in place). */
+  collectGarbage(opts: GcOptions = {}): Promise<GcReport> {
+    if (!this.store.collectGarbage) {
+      return Promise.reject(new IomapdError('BAD_ARGUMENT', 'gc applies to object-store images: a file image reuses freed blocks in place'));
+    }
+    return this.store.collectGarbage(opts);
   }
 
   /** Commits, checkpoints and closes the store (once; later calls wait for the first). */

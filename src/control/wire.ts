@@ -76,6 +76,12 @@ function size(args: Record<string, unknown>, key: string): number {
   return v;
 }
 
+function wholeNumber(args: Record<string, unknown>, key: string): number {
+  const v = args[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new IomapdError('BAD_ARGUMENT', `"${key}" must be a whole number`);
+  return v;
+}
+
 function flag(args: Record<string, unknown>, key: string): boolean {
   const v = args[key] ?? false;
   if (typeof v !== 'boolean') throw new IomapdError('BAD_ARGUMENT', `"${key}" must be true or false`);
@@ -106,6 +112,7 @@ const OPS: Record<string, (admin: ImageAdmin, args: Record<string, unknown>, pro
   check: (a) => a.check(),
   stats: (a) => a.stats(),
   reload: (a) => a.reload(),
+  gc: (a, x) => a.gc(x.graceMs === undefined ? {} : { graceMs: wholeNumber(x, 'graceMs') }),
 };
 
 /** Runs one request; `progress` carries a long op's progress lines to the client. */

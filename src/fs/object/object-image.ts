@@ -1,26 +1,16 @@
 // Opening an image kept in an object store, beside image-file.ts's openers for a file: what the
 // CLI calls once it routes an `s3://BUCKET/PREFIX` name here (the ObjectStore comes from
 // storage/s3). `ServableImage` is what the daemon and the control channel use of an open image
-// (ServedImage, LocalAdmin, serve); both ImageStore and ObjectImageStore provide it.
+// (ServedImage, LocalAdmin, serve), in ../servable-image.ts; both ImageStore and ObjectImageStore
+// provide it.
 import type { ObjectStore } from '../../storage/object-store.ts';
-import type { StoreStats } from '../image-store.ts';
-import type { StoreParts } from '../store-parts.ts';
-import type { CreateVolumeOptions, VolumeInfo } from '../volumes.ts';
 import { type ObjectCheckReport, checkObjectImage } from './object-check.ts';
 import { type GcOptions, type GcReport, collectGarbage } from './object-gc.ts';
 import { type ObjectCreateOptions, ObjectImageStore, type ObjectOpenOptions } from './object-image-store.ts';
 
 export type { ObjectCreateOptions, ObjectOpenOptions } from './object-image-store.ts';
 
-/** An open image as its owner (daemon, control channel, CLI command) uses it, whatever the backend. */
-export interface ServableImage extends StoreParts {
-  readonly blockSize: number;
-  readonly readOnly: boolean;
-  stats(): StoreStats;
-  createVolume(name: string, size: number, opts?: CreateVolumeOptions): Promise<VolumeInfo>;
-  listVolumes(): VolumeInfo[];
-  close(): Promise<void>;
-}
+export type { ServableImage } from '../servable-image.ts';
 
 /** Creates an image under the store's prefix (ALREADY_EXISTS if one is there), open read-write. */
 export function createObjectImage(store: ObjectStore, opts: ObjectCreateOptions): Promise<ObjectImageStore> {

@@ -103,9 +103,12 @@ export class SegmentLog {
       const there = await this.store.get(s.key);
       if (!there || !there.body.equals(data)) throw new IomapdError('CORRUPT', `segment ${s.key} in the bucket differs from the one this writer sealed`);
     }
-    this.sealed.delete(s.key);
+    // Leave `sealed` only once the cache's copy is written and unpinned: uploadAll() (commit,
+    // close) waits for what is in `sealed`, so no cache write or eviction of this segment is still
+    // running when it returns (a new opener empties the cache directory; its bound is then kept).
     await s.cached;
     await this.cache.unpin(s.key);
+    this.sealed.delete(s.key);
   }
 
   /** Seals the open segment and resolves once every sealed segment is uploaded (retrying failed ones). */

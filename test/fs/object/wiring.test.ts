@@ -26,8 +26,7 @@ describe('object image wiring', () => {
   it('serves through ServedImage: engine writes, FLUSH, stats, close; a new host reads them', async () => {
     const bucket = new FakeObjectStore();
     const image = await createObjectImage(bucket, { dataBytes: 8 * MiB, ...SMALL });
-    // ServedImage is typed on ImageStore today; it uses only what ServableImage names.
-    const served = new ServedImage(image as unknown as ImageStore);
+    const served = new ServedImage(image);
     await served.volumes.create('v', MiB);
     const dev = served.engine.device('v');
     await dev.write(Buffer.alloc(8192, 0x5a), 4096, { fua: false });
@@ -41,7 +40,7 @@ describe('object image wiring', () => {
     expect((await checkObjectImageStore(bucket)).errors).toEqual([]);
 
     const again = await openObjectImage(bucket, { ...SMALL, readOnly: true });
-    const reader = new ServedImage(again as unknown as ImageStore);
+    const reader = new ServedImage(again);
     const buf = Buffer.alloc(20480);
     await reader.engine.device('v').read(buf, 0);
     const want = Buffer.alloc(20480);

@@ -9,12 +9,19 @@
 // SIGKILL leaves the page cache intact, so this tests process crashes; power loss is
 // test/crash/power-loss.test.ts.
 //
+// With `objectImage` the image is s3://BUCKET/PREFIX in a real store (test/crash/s3-kill.test.ts):
+// check is the object image's (every reference resolves; leaked objects, the orphans of a kill
+// between a segment upload and the journal or manifest update, are counted, not violations).
+//
 // Usage: node test/support/crash/kill-campaign.ts [ITERATIONS] [SEED]  (or IOMAPD_KILL_ITERATIONS / IOMAPD_KILL_SEED)
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { controlPath } from '../../../src/control/control-server.ts';
 import { RemoteAdmin } from '../../../src/control/remote-admin.ts';
 import { checkImageFile } from '../../../src/fs/image-file.ts';
+import { checkObjectImageStore } from '../../../src/fs/object/object-image.ts';
+import { S3ObjectStore } from '../../../src/storage/s3/s3-object-store.ts';
 import { seededRandom } from '../seeded-random.ts';
 import { Daemon, runCli } from '../daemon.ts';
 import { TestClient } from '../test-client.ts';
@@ -34,6 +41,8 @@ export interface CampaignOptions {
   /** Run the `iomapd check` CLI every this many iterations (and on the last). */
   cliCheckEvery?: number;
   log?: (line: string) => void;
+  /** Campaign an object-store image instead of a file: its name, the store's environment, extra serve options. */
+  objectImage?: { readonly name: string; readonly env: NodeJS.ProcessEnv; readonly serveArgs?: readonly string[] };
 }
 
 export interface Tally {
@@ -51,6 +60,8 @@ export interface Tally {
   clones: number;
   cliChecks: number;
   leaksReclaimed: number;
+  /** Object images: kills after which check found a new leaked segment (uploaded, never referenced: the kill landed between upload and journal/manifest). */
+  killsAfterUpload: number;
   violations: string[];
   seconds: number;
 }
@@ -67,12 +78,16 @@ export async function runKillCampaign(o: CampaignOptions): Promise<Tally> {
   const log = o.log ?? (() => {});
   const random = seededRandom(o.seed);
   const dir = await mkdtemp(join(tmpdir(), 'iomapd-kill-'));
-  const image = join(dir, 'image.iomapd');
+  const obj = o.objectImage;
+  const image = obj?.name ?? join(dir, 'image.iomapd');
+  const env = obj?.env ?? process.env;
+  const serveArgs = [image, '--socket', join(dir, 'nbd.sock'), ...(obj ? ['--cache-dir', join(dir, 'cache'), ...(obj.serveArgs ?? [])] : [])];
+  const ctl = controlPath(image, env);
   const socket = join(dir, 'nbd.sock');
   const started = Date.now();
   const tally: Tally = {
     iterations: 0, seed: o.seed, requestsCutOff: 0, writes: 0, fuaWrites: 0, flushes: 0, trims: 0, zeroes: 0, liveReads: 0,
-    sectorsVerified: 0, snapshots: 0, clones: 0, cliChecks: 0, leaksReclaimed: 0, violations: [], seconds: 0,
+    sectorsVerified: 0, snapshots: 0, clones: 0, cliChecks: 0, leaksReclaimed: 0, killsAfterUpload: 0, violations: [], seconds: 0,
   };
   const volumes = new Map<string, Tracked>([[VOLUME, { model: new VolumeModel(VOLUME_BYTES / SECTOR), maybe: false, readOnly: false }]]);
   let nextValue = 1;
@@ -82,15 +97,15 @@ export async function runKillCampaign(o: CampaignOptions): Promise<Tally> {
     log(`VIOLATION iteration ${i}: ${what}`);
   };
   try {
-    const created = await runCli(['create', image, '--size', `${VOLUME_BYTES}`, '--capacity', CAPACITY]);
+    const created = await runCli(['create', image, '--size', `${VOLUME_BYTES}`, '--capacity', CAPACITY], { env });
     if (created.code !== 0) throw new Error(`iomapd create failed: ${created.stderr}`);
     for (let i = 1; i <= o.iterations; i++) {
-      daemon = await Daemon.start([image, '--socket', socket]);
+      daemon = await Daemon.start(serveArgs, { env });
       // Verify what the previous kill left (the first iteration checks the fresh image).
       await verifyVolumes(socket, volumes, tally, (w) => violation(i, w));
-      await dropOldVolumes(image, volumes, (w) => violation(i, w));
+      await dropOldVolumes(ctl, volumes, (w) => violation(i, w));
       const stats = newStats();
-      await workloadUntilKilled(daemon, image, socket, volumes, random, () => nextValue++, stats, o.connections ?? 4, tally);
+      await workloadUntilKilled(daemon, ctl, socket, volumes, random, () => nextValue++, stats, o.connections ?? 4, tally);
       daemon = null;
       for (const e of stats.errors) violation(i, e);
       tally.requestsCutOff += stats.cutOff;
@@ -100,17 +115,17 @@ export async function runKillCampaign(o: CampaignOptions): Promise<Tally> {
       tally.trims += stats.trims;
       tally.zeroes += stats.zeroes;
       tally.liveReads += stats.reads;
-      await checkImage(image, i === o.iterations || i % (o.cliCheckEvery ?? 25) === 0, tally, (w) => violation(i, w));
+      await checkImage(image, env, !!obj, i === o.iterations || i % (o.cliCheckEvery ?? 25) === 0, tally, (w) => violation(i, w));
       tally.iterations = i;
       if (i % 20 === 0 || i === o.iterations) log(`kill campaign: ${i}/${o.iterations} iterations, ${tally.writes} writes, ${tally.violations.length} violations`);
     }
     // After the last kill: one more restart to verify it.
-    daemon = await Daemon.start([image, '--socket', socket]);
+    daemon = await Daemon.start(serveArgs, { env });
     await verifyVolumes(socket, volumes, tally, (w) => violation(o.iterations, w));
     const stop = await daemon.stop();
     daemon = null;
     if (stop.code !== 0) violation(o.iterations, `iomapd exited with ${stop.code} after SIGTERM`);
-    await checkImage(image, true, tally, (w) => violation(o.iterations, w));
+    await checkImage(image, env, !!obj, true, tally, (w) => violation(o.iterations, w));
   } finally {
     await daemon?.kill().catch(() => {});
     await rm(dir, { recursive: true, force: true });
@@ -147,10 +162,10 @@ async function verifyVolumes(socket: string, volumes: Map<string, Tracked>, tall
 }
 
 /** Snapshots and clones live for one iteration: removed once verified, so space stays bounded. */
-async function dropOldVolumes(image: string, volumes: Map<string, Tracked>, violation: (what: string) => void): Promise<void> {
+async function dropOldVolumes(ctl: string, volumes: Map<string, Tracked>, violation: (what: string) => void): Promise<void> {
   const old = [...volumes.keys()].filter((n) => n !== VOLUME);
   if (old.length === 0) return;
-  const admin = await RemoteAdmin.connect(`${image}.ctl`);
+  const admin = await RemoteAdmin.connect(ctl);
   try {
     // Clones before the snapshots they came from.
     for (const name of old.sort((a, b) => (a.startsWith('clone') ? -1 : 0) - (b.startsWith('clone') ? -1 : 0))) {
@@ -165,7 +180,7 @@ async function dropOldVolumes(image: string, volumes: Map<string, Tracked>, viol
 /** The workload on every connection, a snapshot and a clone along the way, and a SIGKILL at a random moment. */
 async function workloadUntilKilled(
   daemon: Daemon,
-  image: string,
+  ctl: string,
   socket: string,
   volumes: Map<string, Tracked>,
   random: () => number,
@@ -184,7 +199,7 @@ async function workloadUntilKilled(
   for (let c = 0; c < connections; c++) startWorker(await TestClient.open(socket, VOLUME), main);
   const iteration = tally.iterations + 1;
   const withSnapshot = random() < 0.5;
-  const side = withSnapshot ? snapshotAndClone(image, socket, volumes, iteration, tally, startWorker) : Promise.resolve();
+  const side = withSnapshot ? snapshotAndClone(ctl, socket, volumes, iteration, tally, startWorker) : Promise.resolve();
   // The kill lands anywhere from early in the first requests to deep into the run (later when a
   // snapshot and clone are on, so that some kills land while the clone is being written).
   await new Promise((r) => setTimeout(r, 20 + Math.floor(random() * (withSnapshot ? 700 : 300))));
@@ -198,7 +213,7 @@ async function workloadUntilKilled(
  * pins its model to what it holds; then a clone of it, written by one more worker.
  */
 async function snapshotAndClone(
-  image: string,
+  ctl: string,
   socket: string,
   volumes: Map<string, Tracked>,
   iteration: number,
@@ -210,7 +225,7 @@ async function snapshotAndClone(
   const clone = `clone-${iteration}`;
   let admin: RemoteAdmin | null = null;
   try {
-    admin = await connectControl(`${image}.ctl`);
+    admin = await connectControl(ctl);
     // The snapshot holds every write answered before it was asked for, and possibly ones in flight (K2).
     const mark = origin.flushBegin();
     const recording = origin.recordFrom(mark);
@@ -263,7 +278,34 @@ async function connectControl(path: string): Promise<RemoteAdmin> {
 }
 
 /** (c) and (d): the image must check clean; a leak is tolerated only if repair reclaims it. */
-async function checkImage(image: string, viaCli: boolean, tally: Tally, violation: (what: string) => void): Promise<void> {
+async function checkImage(image: string, env: NodeJS.ProcessEnv, object: boolean, viaCli: boolean, tally: Tally, violation: (what: string) => void): Promise<void> {
+  if (object) await checkObject(image, env, tally, violation);
+  else await checkFile(image, tally, violation);
+  if (viaCli) {
+    const r = await runCli(['check', image], { env });
+    tally.cliChecks++;
+    if (r.code !== 0 || !r.stdout.includes('clean')) violation(`iomapd check exited ${r.code}: ${r.stdout} ${r.stderr}`);
+  }
+}
+
+/** Leaked segments already counted (no GC runs during a campaign, so they stay). */
+const seenLeaks = new Set<string>();
+
+/** Every reference resolves; leaked objects (GC's to delete) are counted. */
+async function checkObject(image: string, env: NodeJS.ProcessEnv, tally: Tally, violation: (what: string) => void): Promise<void> {
+  const store = await S3ObjectStore.connect(image, { env, requirePrefix: true });
+  try {
+    const report = await checkObjectImageStore(store);
+    for (const e of report.errors) violation(`check: ${e}`);
+    const fresh = report.leaked.filter((k) => k.startsWith('seg/') && !seenLeaks.has(k));
+    if (fresh.length > 0) tally.killsAfterUpload++;
+    for (const k of fresh) seenLeaks.add(k);
+  } finally {
+    store.close();
+  }
+}
+
+async function checkFile(image: string, tally: Tally, violation: (what: string) => void): Promise<void> {
   const report = await checkImageFile(image, false);
   if (report.errors.length > 0) {
     if (report.errors.every((e) => e.includes('leaked'))) {
@@ -275,11 +317,6 @@ async function checkImage(image: string, viaCli: boolean, tally: Tally, violatio
       violation(`check: ${report.errors.slice(0, 5).join('; ')}`);
     }
   }
-  if (viaCli) {
-    const r = await runCli(['check', image]);
-    tally.cliChecks++;
-    if (r.code !== 0 || !r.stdout.includes('clean')) violation(`iomapd check exited ${r.code}: ${r.stdout} ${r.stderr}`);
-  }
 }
 
 function formatTally(t: Tally): string {
@@ -287,7 +324,7 @@ function formatTally(t: Tally): string {
     `kill campaign (seed ${t.seed}): ${t.iterations} iterations in ${t.seconds} s, ${t.violations.length} violations`,
     `  requests: ${t.writes} writes (${t.fuaWrites} FUA), ${t.flushes} flushes, ${t.trims} trims, ${t.zeroes} zeroes, ${t.liveReads} live reads; ${t.requestsCutOff} cut off by the kill`,
     `  verified: ${t.sectorsVerified} sectors after restarts; ${t.snapshots} snapshots, ${t.clones} clones while writing`,
-    `  check: clean after every kill (${t.cliChecks} via the iomapd check CLI); leaks reclaimed by repair: ${t.leaksReclaimed}`,
+    `  check: clean after every kill (${t.cliChecks} via the iomapd check CLI); leaks reclaimed by repair: ${t.leaksReclaimed}; object images: ${t.killsAfterUpload} kills left a segment uploaded but not yet referenced`,
   ].join('\n');
 }
 
