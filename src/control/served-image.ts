@@ -2,6 +2,7 @@
 // opened the store and is the only one to close it (the daemon in `iomapd serve`). The control
 // channel works through this object's parts (volumes, mapper, engine), never through the engine.
 import { Engine } from '../engine/engine.ts';
+import { materializedShared } from '../fs/check.ts';
 import { ImageStore, type StoreStats } from '../fs/image-store.ts';
 import type { GcOptions, GcReport } from '../fs/object/object-gc.ts';
 import type { ServableImage } from '../fs/servable-image.ts';
@@ -13,10 +14,14 @@ import type { Logger } from '../util/log.ts';
 import { type LiveCheckResult, checkServedStore } from './live-check.ts';
 import { MeteredDurability } from './metered-durability.ts';
 
+/** How long a computed shared-bytes figure is reused (metrics scrapes). */
+const SHARED_TTL_MS = 30_000;
+
 export class ServedImage {
   readonly engine: Engine;
   private readonly store: ServableImage;
   private closing: Promise<void> | null = null;
+  private shared: { at: number; bytes: number } | null = null;
   /** The engine's durability with its commits timed (`serve --metrics`); null otherwise. */
   readonly metered: MeteredDurability | null;
 
@@ -46,11 +51,20 @@ export class ServedImage {
     return this.store.stats();
   }
 
-  /** Physical bytes referenced more than once (shared by snapshots and clones); O(shared runs). */
+  /**
+   * Physical bytes referenced more than once (shared by snapshots and clones). Since format 3 a
+   * snapshot shares tree nodes and the refcount table holds only what has been copied apart, so
+   * the figure needs a walk of every map: O(extents log extents). It is kept for SHARED_TTL_MS,
+   * so a scrape every few seconds costs one walk per TTL (about 1 s of CPU at 10^6 extents).
+   */
   sharedBytes(): number {
-    let blocks = 0;
-    for (const e of this.store.meta.shared.entries()) blocks += e.v.len;
-    return blocks * this.store.blockSize;
+    const now = Date.now();
+    if (this.shared === null || now - this.shared.at > SHARED_TTL_MS) {
+      let blocks = 0;
+      for (const run of materializedShared(this.store.meta)) blocks += run.len;
+      this.shared = { at: now, bytes: blocks * this.store.blockSize };
+    }
+    return this.shared.bytes;
   }
 
   /** A read-only check of the metadata while the image is served (live-check.ts says how). */
