@@ -10,7 +10,8 @@
 // never sees; pins keep blocks a request reads or writes from being reused (allocator.ts).
 import { fail } from '../util/errors.ts';
 import type { SpaceReservation } from './allocator.ts';
-import { ExtentKind, type Run } from './extent.ts';
+import type { BTree } from './btree.ts';
+import { type Extent, ExtentKind, type Run } from './extent.ts';
 import { VolumeFlags } from './format.ts';
 import { type ExtentInfo, Intent, type Mapping, MappingFlags, MappingType } from './mapping.ts';
 import type { OpLog } from './op-log.ts';
@@ -75,6 +76,11 @@ export class Mapper {
     const hit = v.map.covering(blk);
     if (!hit || hit.v.kind !== ExtentKind.MAPPED || (hit.start + hit.v.len) * B < offset + len) return -1;
     return (hit.v.phys + blk - hit.start) * B + (offset - blk * B);
+  }
+
+  /** The extent tree of a block-mapped volume (tree-diff.ts compares two by node identity). */
+  extentTree(name: string): BTree<Extent> {
+    return this.state.volumeByName(name).map.tree;
   }
 
   /** Pieces of a volume's map in [from, to) bytes, holes included, split where sharing changes. */

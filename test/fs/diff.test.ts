@@ -149,3 +149,57 @@ describe('history diff', () => {
     await refused('s2', 's1', /not an earlier point of s1's history \(s1's lineage: s1\)/);
   });
 });
+
+describe('history diff over large shared trees (tree-diff.ts)', () => {
+  // Thousands of extents make trees several levels deep, so the walk really skips shared subtrees.
+  // The diff must equal a block-by-block comparison of the two maps over the whole volume.
+  const token = (e: { type: string; physical: number; offset: number }): number =>
+    e.type === 'hole' || e.type === 'unwritten' ? -1 : e.type === 'inline' ? -2 : e.physical - e.offset;
+
+  async function blockwise(store: ImageStore, from: string, to: string, blocks: number): Promise<Set<number>> {
+    const tok = (name: string): number[] => {
+      const out = new Array<number>(blocks).fill(-1);
+      for (const e of store.mapper.extents(name)) for (let b = e.offset / B; b < (e.offset + e.length) / B; b++) out[b] = token(e);
+      return out;
+    };
+    const a = tok(from);
+    const b = tok(to);
+    const differ = new Set<number>();
+    for (let i = 0; i < blocks; i++) if (a[i] !== b[i]) differ.add(i);
+    return differ;
+  }
+
+  async function touch(store: ImageStore, volume: string, block: number, intent: 'write' | 'trim' | 'zero' = 'write'): Promise<void> {
+    const m = await store.begin(volume, block * B, B, intent);
+    await store.end(m, B);
+  }
+
+  it.each([1, 2, 3])('seed %i: equals the blockwise comparison, for every pair of a deep history', async (seed) => {
+    const blocks = 12_000;
+    const store = await freshStore(64);
+    await store.createVolume('v', blocks * B);
+    for (let b = 0; b < blocks; b += 2) await touch(store, 'v', b); // ~6,000 separate extents
+    let x = seed * 7919;
+    const rand = (n: number): number => {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      return x % n;
+    };
+    await store.snapshot('v', 's1');
+    for (let i = 0; i < 40; i++) await touch(store, 'v', rand(blocks), rand(4) === 0 ? 'trim' : 'write');
+    await store.snapshot('v', 's2');
+    await store.clone('s2', 'c');
+    for (let i = 0; i < 40; i++) await touch(store, 'c', rand(blocks));
+    await store.snapshot('c', 'c1');
+    for (let i = 0; i < 10; i++) await touch(store, 'v', rand(blocks), rand(2) === 0 ? 'zero' : 'write');
+    await touch(store, 'c', rand(blocks));
+    for (const [from, to] of [['s1', 's2'], ['s1', 'v'], ['s2', 'v'], ['s1', 'c1'], ['s2', 'c'], ['c1', 'c']] as const) {
+      const ranges = await diffVolumes(store, from, to);
+      const reported = new Set<number>();
+      for (const r of ranges) for (let b = r.offset / B; b < (r.offset + r.length) / B; b++) reported.add(b);
+      const truth = await blockwise(store, from, to, blocks);
+      expect([...truth].filter((b) => !reported.has(b)), `${from} -> ${to}: blocks that differ reported clean`).toEqual([]);
+      expect([...reported].filter((b) => !truth.has(b)), `${from} -> ${to}: blocks reported that do not differ`).toEqual([]);
+      expect(truth.size, `${from} -> ${to}: the workload changed something`).toBeGreaterThan(0);
+    }
+  });
+});
