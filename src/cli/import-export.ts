@@ -8,7 +8,9 @@ import { looksLikeNbdUri } from '../client/nbd-uri.ts';
 import { Engine } from '../engine/engine.ts';
 import { INLINE_MAX } from '../fs/format.ts';
 import { openImageFile } from '../fs/image-file.ts';
-import type { ImageStore } from '../fs/image-store.ts';
+import { isObjectImageName } from '../fs/image-name.ts';
+import { openImageByName } from '../fs/open-image.ts';
+import type { ServableImage } from '../fs/servable-image.ts';
 import { IomapdError, isIomapdError } from '../util/errors.ts';
 import { parseSize } from '../util/size.ts';
 import { humanBytes, progressMode, startProgress, type ProgressMode } from './progress.ts';
@@ -17,7 +19,9 @@ import { transfer, type TransferResult, type TransferSource, type TransferTarget
 import { nbdTarget, openSource, rawFileTarget, volumeSource, volumeTarget } from './transfer-endpoints.ts';
 
 /** Opens an image for a transfer, explaining LOCKED and NOT_FOUND in this command's terms. */
-async function openForTransfer(image: string, readOnly: boolean, verb: string): Promise<ImageStore> {
+async function openForTransfer(image: string, readOnly: boolean, verb: string): Promise<ServableImage> {
+  // A bucket image (s3://) is opened through the object store: read-write takes the writer role.
+  if (isObjectImageName(image)) return openImageByName(image, readOnly);
   try {
     await stat(image);
   } catch {
@@ -91,7 +95,7 @@ interface ImportOptions {
 async function importCommand(spec: string, image: string, volume: string, o: ImportOptions, signal: AbortSignal): Promise<void> {
   const isUri = looksLikeNbdUri(spec);
   const source = await openSource(spec, o.format, isUri);
-  let store: ImageStore | null = null;
+  let store: ServableImage | null = null;
   let created = false;
   try {
     store = await openForTransfer(image, false, 'imported into');
@@ -103,7 +107,7 @@ async function importCommand(spec: string, image: string, volume: string, o: Imp
       await store.createVolume(volume, size);
       created = true;
     }
-    const facts = store.volume(volume);
+    const facts = store.volumes.info(volume);
     if (facts.snapshot || facts.readOnly) throw new IomapdError('READ_ONLY', `volume ${volume} is ${facts.snapshot ? 'a snapshot' : 'read-only'}`);
     if (facts.size < source.size) throw new IomapdError('NO_SPACE', `volume ${volume} holds ${facts.size} bytes, less than ${source.name} (${source.size} bytes)`);
     const device = new Engine(store).device(volume);
@@ -113,7 +117,7 @@ async function importCommand(spec: string, image: string, volume: string, o: Imp
     await closing.close();
     process.stdout.write(`imported ${source.name} into ${image} volume ${volume} (${created ? 'new' : 'overwritten'}): ${summary(r)}\n`);
   } catch (err) {
-    if (created && store) await store.deleteVolume(volume).catch(() => {});
+    if (created && store) await store.volumes.delete(volume).catch(() => {});
     throw err;
   } finally {
     await store?.close().catch(() => {});
@@ -136,7 +140,7 @@ async function exportCommand(image: string, volume: string, spec: string, o: { f
       }
       return;
     }
-    if (await sameFile(spec, image)) throw new IomapdError('BAD_ARGUMENT', `${spec} is the image itself`);
+    if (!isObjectImageName(image) && (await sameFile(spec, image))) throw new IomapdError('BAD_ARGUMENT', `${spec} is the image itself`);
     const target = await rawFileTarget(spec, source.size, !!o.force);
     try {
       const r = await run('export', source, target, progressMode(o.progress), signal);

@@ -1,6 +1,7 @@
 // Every image command on an image in a bucket of the local Ceph (s3://BUCKET/PREFIX), as on a file;
 // serve read-write (the writer role) beside read-only and snapshot exports that do not take it; and
 // each bad configuration failing before listening, with exit 1, a clear message and no secret.
+import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +76,29 @@ describe('image commands on s3://BUCKET/PREFIX', () => {
     await expectRefused(fx, ['stats', img], 'NOT_RUNNING', /no iomapd daemon on this host is serving/);
     await expectRefused(fx, ['check', '--repair', img], 'BAD_ARGUMENT', /iomapd gc/);
     await expectRefused(fx, ['info', `s3://${fx.bucket}/cmds/none`], 'STORE_CONFIG', /nothing is stored under the prefix/);
+  }, 240_000);
+
+  it('import and export (sparse) and the pictures work on a bucket image as on a file (issue 16)', async (ctx) => {
+    if (!fx) return ctx.skip();
+    const img = `s3://${fx.bucket}/transfer/img`;
+    await fx.cliOk(['create', img, '--size', '4M', '--capacity', '64M']);
+    const src = join(fx.dir, 'src.raw');
+    const out = join(fx.dir, 'out.raw');
+    const data = Buffer.alloc(3 * MiB);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i + 1, i);
+    await writeFile(src, data);
+    await truncate(src, 16 * MiB); // 3 MiB of data, then 13 MiB of hole
+    expect(await fx.cliOk(['import', src, img, 'imp'])).toMatch(/3\.00 MiB of data written, 13\.0 MiB left as holes/);
+    const map = JSON.parse(await fx.cliOk(['map', img, 'imp', '--json'])) as Array<{ offset: number; length: number; type: string }>;
+    expect(map.filter((e) => e.type === 'hole').reduce((n, e) => n + e.length, 0)).toBe(13 * MiB);
+    expect(await fx.cliOk(['export', img, 'imp', out])).toMatch(/3\.00 MiB of data written/);
+    expect((await readFile(out)).equals(await readFile(src))).toBe(true);
+    expect((await stat(out)).blocks * 512).toBeLessThan(4 * MiB); // the holes stayed holes
+    await fx.cliOk(['map', img, 'imp', '--svg', join(fx.dir, 'map.svg')]);
+    await fx.cliOk(['info', img, '--svg', join(fx.dir, 'info.svg')]);
+    expect(await readFile(join(fx.dir, 'map.svg'), 'utf8')).toMatch(/^<svg[\s\S]*mapped[\s\S]*hole[\s\S]*<\/svg>\s*$/);
+    expect(await readFile(join(fx.dir, 'info.svg'), 'utf8')).toMatch(/^<svg[\s\S]*free[\s\S]*<\/svg>\s*$/);
+    expect(await fx.cliOk(['check', img])).toMatch(/^clean: /m);
   }, 240_000);
 
   it('serve read-write takes the writer role; --read-only and snapshot exports serve beside it without fencing it', async (ctx) => {
