@@ -12,15 +12,13 @@ import { fail } from '../util/errors.ts';
 import { GroupSync } from '../storage/group-sync.ts';
 import { PoisonLatch } from '../storage/poison-latch.ts';
 import type { Storage } from '../storage/storage.ts';
-import type { SpaceReservation } from './allocator.ts';
 import { type CheckProgress, type CheckReport, verifyMetadata } from './check.ts';
 import { FileCheckpoints } from './checkpoints.ts';
 import { FileDataArea } from './data-area.ts';
 import { FileDurability } from './durability.ts';
 import type { Run } from './extent.ts';
 import type { ReplayResult } from './journal.ts';
-import { type BeginOptions, Mapper } from './mapper.ts';
-import type { ExtentInfo, Intent, Mapping } from './mapping.ts';
+import { Mapper } from './mapper.ts';
 import { OpLog } from './op-log.ts';
 import { type CreateOptions, type Recovered, layoutNewImage, recoverImage } from './recovery.ts';
 import type { Metadata } from './state.ts';
@@ -28,7 +26,8 @@ import type { StoreParts } from './store-parts.ts';
 import { StoreState } from './store-state.ts';
 import { FileSuperblocks } from './superblock-io.ts';
 import type { Superblock } from './superblock.ts';
-import { type CreateVolumeOptions, type VolumeInfo, Volumes } from './volumes.ts';
+import { Volumes } from './volumes.ts';
+import { StoreForwarders } from './store-forwarders.ts';
 
 export type { CreateOptions } from './recovery.ts';
 export type { BeginOptions } from './mapper.ts';
@@ -52,7 +51,7 @@ export interface StoreStats {
   uncommittedOps: number;
 }
 
-export class ImageStore implements StoreParts {
+export class ImageStore extends StoreForwarders implements StoreParts {
   /** The storage as given, under the latch (tests read backend counters through it). */
   readonly storage: Storage;
   private readonly state: StoreState;
@@ -70,6 +69,7 @@ export class ImageStore implements StoreParts {
   onClose: (() => Promise<void>) | null = null;
 
   private constructor(storage: Storage, latch: PoisonLatch, r: Recovered, readOnly: boolean) {
+    super();
     this.storage = storage;
     const metadataBlocks = r.sb.checkpointRuns.reduce((n, x) => n + x.len, 0) + r.meta.nodeBlocks;
     const state = new StoreState(r.meta, latch, readOnly, metadataBlocks, r.sb.version);
@@ -125,67 +125,7 @@ export class ImageStore implements StoreParts {
     return this.checkpoints.runs;
   }
 
-  // ---------------------------------------------------------------- forwarded to the parts
-
-  listVolumes(): VolumeInfo[] {
-    return this.volumes.list();
-  }
-
-  volume(name: string): VolumeInfo {
-    return this.volumes.info(name);
-  }
-
-  createVolume(name: string, size: number, opts: CreateVolumeOptions = {}): Promise<VolumeInfo> {
-    return this.volumes.create(name, size, opts);
-  }
-
-  deleteVolume(name: string): Promise<void> {
-    return this.volumes.delete(name);
-  }
-
-  resizeVolume(name: string, size: number): Promise<VolumeInfo> {
-    return this.volumes.resize(name, size);
-  }
-
-  snapshot(source: string, name: string): Promise<VolumeInfo> {
-    return this.volumes.snapshot(source, name);
-  }
-
-  clone(source: string, name: string): Promise<VolumeInfo> {
-    return this.volumes.clone(source, name);
-  }
-
-  extents(name: string, from = 0, to = Infinity): IterableIterator<ExtentInfo> {
-    return this.mapper.extents(name, from, to);
-  }
-
-  lookup(name: string, pos: number): ExtentInfo {
-    return this.mapper.lookup(name, pos);
-  }
-
-  reserve(blocks: number): SpaceReservation {
-    return this.mapper.reserve(blocks);
-  }
-
-  begin(volume: string, pos: number, len: number, intent: Intent, opts: BeginOptions = {}): Promise<Mapping> {
-    return this.mapper.begin(volume, pos, len, intent, opts);
-  }
-
-  writeInline(mapping: Mapping, pos: number, data: Buffer): void {
-    this.mapper.writeInline(mapping, pos, data);
-  }
-
-  end(mapping: Mapping, bytesDone: number, error?: unknown): Promise<void> {
-    return this.mapper.end(mapping, bytesDone, error);
-  }
-
-  readData(physical: number, buf: Buffer): Promise<void> {
-    return this.data.read(physical, buf);
-  }
-
-  writeData(physical: number, buf: Buffer): Promise<void> {
-    return this.data.write(physical, buf);
-  }
+  // Volume and mapping calls: StoreForwarders (store-forwarders.ts).
 
   /** The read fast path: one MAPPED extent the storage can read now, read synchronously. */
   readNow(volume: string, offset: number, into: Buffer): boolean {

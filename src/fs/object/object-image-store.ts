@@ -12,13 +12,12 @@ import { type CheckReport, verifyMetadata } from '../check.ts';
 import { encodeCheckpoint } from '../checkpoint-codec.ts';
 import type { StoreStats } from '../image-store.ts';
 import { BASE_FORMAT_VERSION, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, dataBlocksFor, isPowerOfTwo } from '../format.ts';
-import { type BeginOptions, Mapper } from '../mapper.ts';
-import type { ExtentInfo, Intent, Mapping } from '../mapping.ts';
+import { Mapper } from '../mapper.ts';
 import { OpLog } from '../op-log.ts';
 import { Metadata } from '../state.ts';
 import type { StoreParts } from '../store-parts.ts';
 import { StoreState } from '../store-state.ts';
-import { type CreateVolumeOptions, type VolumeInfo, Volumes } from '../volumes.ts';
+import { Volumes } from '../volumes.ts';
 import { BlockIndex } from './block-index.ts';
 import { probeConditionalWrites } from './conditional-probe.ts';
 import { ManifestSuperblocks, createManifest, firstManifest, readManifest } from './manifest-io.ts';
@@ -30,6 +29,7 @@ import { type RecoveredObjectImage, recoverObjectImage, takeWriterRole } from '.
 import { SegmentCache } from './segment-cache.ts';
 import { SegmentLog } from './segment-log.ts';
 import { WriterLatch } from './writer-latch.ts';
+import { StoreForwarders } from '../store-forwarders.ts';
 
 export interface ObjectOpenOptions {
   readOnly?: boolean;
@@ -60,7 +60,7 @@ const NO_STORAGE: Storage = {
   close: () => Promise.resolve(),
 };
 
-export class ObjectImageStore implements StoreParts {
+export class ObjectImageStore extends StoreForwarders implements StoreParts {
   readonly store: ObjectStore;
   readonly state: StoreState;
   readonly ops: OpLog;
@@ -78,6 +78,7 @@ export class ObjectImageStore implements StoreParts {
   readonly replayed: number;
 
   private constructor(store: ObjectStore, r: RecoveredObjectImage, cache: SegmentCache, readOnly: boolean, opts: ObjectOpenOptions) {
+    super();
     this.store = store;
     this.log = opts.log ?? silentLogger;
     this.writer = new WriterLatch(this.log, store.description);
@@ -163,55 +164,7 @@ export class ObjectImageStore implements StoreParts {
     return this.manifest.manifest.epoch;
   }
 
-  // ---------------------------------------------------------------- forwarded to the parts
-
-  listVolumes(): VolumeInfo[] {
-    return this.volumes.list();
-  }
-
-  volume(name: string): VolumeInfo {
-    return this.volumes.info(name);
-  }
-
-  createVolume(name: string, size: number, opts: CreateVolumeOptions = {}): Promise<VolumeInfo> {
-    return this.volumes.create(name, size, opts);
-  }
-
-  deleteVolume(name: string): Promise<void> {
-    return this.volumes.delete(name);
-  }
-
-  snapshot(source: string, name: string): Promise<VolumeInfo> {
-    return this.volumes.snapshot(source, name);
-  }
-
-  clone(source: string, name: string): Promise<VolumeInfo> {
-    return this.volumes.clone(source, name);
-  }
-
-  extents(name: string, from = 0, to = Infinity): IterableIterator<ExtentInfo> {
-    return this.mapper.extents(name, from, to);
-  }
-
-  begin(volume: string, pos: number, len: number, intent: Intent, opts: BeginOptions = {}): Promise<Mapping> {
-    return this.mapper.begin(volume, pos, len, intent, opts);
-  }
-
-  end(mapping: Mapping, bytesDone: number, error?: unknown): Promise<void> {
-    return this.mapper.end(mapping, bytesDone, error);
-  }
-
-  writeInline(mapping: Mapping, pos: number, data: Buffer): void {
-    this.mapper.writeInline(mapping, pos, data);
-  }
-
-  readData(physical: number, buf: Buffer): Promise<void> {
-    return this.data.read(physical, buf);
-  }
-
-  writeData(physical: number, buf: Buffer): Promise<void> {
-    return this.data.write(physical, buf);
-  }
+  // Volume and mapping calls: StoreForwarders (store-forwarders.ts).
 
   commit(): Promise<void> {
     return this.durability.commit();
@@ -244,10 +197,6 @@ export class ObjectImageStore implements StoreParts {
   verify(): CheckReport {
     const { alloc } = this.state;
     return verifyMetadata(this.state.meta, [], [...alloc.pendingRuns(), ...alloc.takenRuns()]);
-  }
-
-  resizeVolume(name: string, size: number): Promise<VolumeInfo> {
-    return this.volumes.resize(name, size);
   }
 
   /** Commits, writes a final checkpoint (so the next open replays nothing) and closes. */
