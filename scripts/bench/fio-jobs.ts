@@ -16,6 +16,7 @@ export interface FioJob {
 
 export const FIO_JOBS: readonly FioJob[] = [
   { name: 'randread-4k-qd1', title: '4 KiB random read, QD1', metric: 'iops', small: true, args: ['--rw=randread', '--bs=4k', '--iodepth=1'] },
+  { name: 'randwrite-4k-qd1', title: '4 KiB random write, QD1', metric: 'iops', small: true, args: ['--rw=randwrite', '--bs=4k', '--iodepth=1'] },
   { name: 'randread-4k-qd32', title: '4 KiB random read, QD32', metric: 'iops', small: true, args: ['--rw=randread', '--bs=4k', '--iodepth=32'] },
   { name: 'randwrite-4k-qd32', title: '4 KiB random write, QD32', metric: 'iops', small: true, args: ['--rw=randwrite', '--bs=4k', '--iodepth=32'] },
   { name: 'seqread-1m-qd8', title: '1 MiB sequential read, QD8', metric: 'MiB/s', small: false, args: ['--rw=read', '--bs=1m', '--iodepth=8'] },
