@@ -38,7 +38,7 @@ export async function checkObjectImageCommand(url: string, o: { repair?: boolean
     for (const e of r.errors) process.stdout.write(`error: ${e}\n`);
     if (r.leaked.length > 0) process.stdout.write(`leaked: ${r.leaked.length} object(s) nothing reachable names (gc deletes them): ${r.leaked.slice(0, 10).join(', ')}\n`);
     process.stdout.write(
-      `${r.errors.length === 0 ? 'clean' : `${r.errors.length} problem(s)`}: ${r.objects} objects, ${r.bytes} bytes stored, ${r.liveBytes} bytes live, ${r.journalsReplayed} journal(s) replayed\n`,
+      `${r.errors.length === 0 ? 'clean' : `${r.errors.length} problem(s)`}: ${r.objects} objects, ${r.bytes} bytes stored, ${r.liveBytes} bytes live, ${r.journalsReplayed} journal(s) replayed${r.rereads > 0 ? `; read again ${r.rereads} time(s) because a writer moved it on` : ''}\n`,
     );
   }
   if (r.errors.length > 0) {

@@ -2,9 +2,16 @@
 // its checkpoint and journal chain without writing anything, verifies the metadata (check.ts),
 // proves that every block-index entry resolves to a slot inside an existing segment and that every
 // live block has one, and lists the objects nothing reachable names (leaked: GC's to delete).
+//
+// The image may be served while it is checked, by a writer on this host or another. Its GC deletes
+// what its newest state no longer names, so a check that read an older state can find a missing
+// checkpoint or segment that is no damage at all. A check that finds a problem therefore looks
+// whether the image moved on while it read (a new manifest, or a journal past the chain's end it
+// replayed) and, if so, reads it again: only a problem found in a state that stood still is reported.
 import type { ObjectStore } from '../../storage/object-store.ts';
 import { verifyMetadata } from '../check.ts';
 import { MANIFEST_KEY, journalKey, parseKey, segmentKey } from './keys.ts';
+import type { Manifest } from './manifest-codec.ts';
 import { readManifest } from './manifest-io.ts';
 import { liveBlocks } from './liveness.ts';
 import { recoverObjectImage } from './object-recovery.ts';
@@ -19,12 +26,44 @@ export interface ObjectCheckReport {
   /** Bytes of the blocks volumes map (distinct physical blocks). */
   liveBytes: number;
   journalsReplayed: number;
+  /** Reads of the image that found it moving under a writer, and were done again. */
+  rereads: number;
 }
 
 const MAX_LISTED = 50;
+/** Reads of a moving image before its problems are reported as they were found. */
+const MAX_READS = 6;
+const REREAD_PAUSE_MS = 200;
 
 export async function checkObjectImage(store: ObjectStore): Promise<ObjectCheckReport> {
-  const { manifest, etag } = await readManifest(store);
+  for (let reads = 1; ; reads++) {
+    const { manifest, etag } = await readManifest(store);
+    let chainEnd = manifest.journal.seq;
+    let report: ObjectCheckReport | undefined;
+    let failure: unknown;
+    try {
+      ({ report, chainEnd } = await checkState(store, manifest, etag));
+    } catch (err) {
+      failure = err;
+    }
+    if (report !== undefined && report.errors.length === 0) return { ...report, rereads: reads - 1 };
+    if (reads === MAX_READS || !(await movedOn(store, etag, manifest.journal.epoch, chainEnd))) {
+      if (report === undefined) throw failure;
+      return { ...report, rereads: reads - 1 };
+    }
+    await new Promise((r) => setTimeout(r, REREAD_PAUSE_MS * reads));
+  }
+}
+
+/** Whether a writer changed the image since the manifest `etag` was read and replayed to `chainEnd`. */
+async function movedOn(store: ObjectStore, etag: string, epoch: number, chainEnd: number): Promise<boolean> {
+  const now = await readManifest(store);
+  if (now.etag !== etag) return true;
+  return (await store.head(journalKey(epoch, chainEnd))) !== null;
+}
+
+/** The check of one state of the image: the manifest read, and its chain replayed to its end. */
+async function checkState(store: ObjectStore, manifest: Manifest, etag: string): Promise<{ report: ObjectCheckReport; chainEnd: number }> {
   const r = await recoverObjectImage(store, manifest, etag, false);
   const B = manifest.blockSize;
   const sizes = new Map<string, number>();
@@ -59,5 +98,5 @@ export async function checkObjectImage(store: ObjectStore): Promise<ObjectCheckR
   }
   for (const key of lastJournal.values()) reachable.add(key);
   const leaked = [...sizes.keys()].filter((key) => !reachable.has(key));
-  return { errors, leaked, objects: sizes.size, bytes, liveBytes: live.size * B, journalsReplayed: r.replayed };
+  return { report: { errors, leaked, objects: sizes.size, bytes, liveBytes: live.size * B, journalsReplayed: r.replayed, rereads: 0 }, chainEnd: r.chainEnd.seq };
 }

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkObjectImage } from '../../../src/fs/object/object-check.ts';
 import { collectGarbage } from '../../../src/fs/object/object-gc.ts';
+import type { ObjectInfo } from '../../../src/storage/object-store.ts';
 import { FakeObjectStore } from '../../support/fake-object-store.ts';
 import { createSmall, openSmall, pattern, readBytes, sameBytes, writeBytes } from './helpers.ts';
 
@@ -116,6 +117,40 @@ describe('object image GC', () => {
     const report = await checkObjectImage(bucket);
     expect(report.errors.join('\n')).toContain('(missing)');
     expect(report.leaked).toContain('seg/00000009/000000000000');
+    // The image stood still, so the problem is reported at once, not read again.
+    expect(report.rereads).toBe(0);
+  });
+
+  it('check of an image its writer moves on mid-check (overwrite, commit, GC) reads again and is clean', async () => {
+    /** A bucket that runs `beforeList` once, just before the next listing: the check's. */
+    class MovingBucket extends FakeObjectStore {
+      beforeList: (() => Promise<void>) | undefined;
+      override async *list(prefix: string): AsyncIterable<ObjectInfo> {
+        const step = this.beforeList;
+        this.beforeList = undefined;
+        if (step) await step();
+        yield* super.list(prefix);
+      }
+    }
+    const bucket = new MovingBucket({ pageSize: 50 });
+    const a = await createSmall(bucket);
+    await a.createVolume('v', MiB);
+    for (let b = 0; b < 8; b++) await writeBytes(a, 'v', b * 4096, pattern(4096, b));
+    await a.commit();
+    const first = bucket.keys().filter((k) => k.startsWith('seg/'));
+    // After the check replayed the journal chain, and before it lists: the blocks move to a new
+    // segment, and GC deletes the old one the check's index still points into.
+    bucket.beforeList = async () => {
+      for (let b = 0; b < 8; b++) await writeBytes(a, 'v', b * 4096, pattern(4096, 100 + b));
+      await a.commit();
+      const gc = await collectGarbage(a, { graceMs: 0 });
+      expect(gc.deleted.filter((k) => first.includes(k)).length).toBeGreaterThan(0);
+    };
+    const report = await checkObjectImage(bucket);
+    expect(bucket.beforeList).toBeUndefined();
+    expect(report.errors).toEqual([]);
+    expect(report.rereads).toBe(1);
+    await a.close();
   });
 });
 
