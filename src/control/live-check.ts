@@ -70,7 +70,8 @@ export async function checkServedStore(store: ImageStore): Promise<LiveCheckResu
     t = performance.now();
     report = store.verify();
     heldMs += performance.now() - t;
-    notes.push('served image: the copy of the metadata did not check clean, so the live metadata was checked in place');
+    const why = 'failed' in answer ? `it did not decode: ${answer.failed}` : answer.report.errors.length > 0 ? answer.report.errors[0]! : `its free blocks ${answer.freeBlocks}, the live ${freeBlocks}`;
+    notes.push(`served image: the copy of the metadata did not check clean (${why}), so the live metadata was checked in place`);
   } else {
     report = answer.report;
   }

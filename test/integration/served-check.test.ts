@@ -79,7 +79,7 @@ describe('check of a served image', () => {
     try {
       const r = await remote.check();
       expect(r.errors).toEqual([`free-block counter is ${store.meta.freeBlocks}, free runs hold ${store.meta.freeBlocks - 3}`]);
-      expect(r.notes).toContain('served image: the copy of the metadata did not check clean, so the live metadata was checked in place');
+      expect(r.notes).toContain(`served image: the copy of the metadata did not check clean (its free blocks ${store.meta.freeBlocks - 3}, the live ${store.meta.freeBlocks}), so the live metadata was checked in place`);
       expect(r.notes.at(-1)).toMatch(/^served image: checked the live metadata after a commit; requests waited [\d.]+ ms$/);
       const text = checkText(r);
       expect(text).toContain(`\nerror: free-block counter is ${store.meta.freeBlocks}`);
@@ -98,7 +98,7 @@ describe('check of a served image', () => {
     try {
       const r = await remote.check();
       expect(r.errors).toContain(`blocks ${phys}.. are both free and in use`);
-      expect(r.notes).toContain('served image: the copy of the metadata did not check clean, so the live metadata was checked in place');
+      expect(r.notes).toContain(`served image: the copy of the metadata did not check clean (blocks ${phys}.. are both free and in use), so the live metadata was checked in place`);
     } finally {
       store.meta.takeFree(phys, 1);
     }
