@@ -1,11 +1,13 @@
-// The daemon a kernel scenario attaches: iomapd on a fresh 1 GiB image (or raw file) on a free
-// loopback port, started and stopped through test/support/daemon.ts, and the iomapd CLI calls the
-// scenarios make on its image (info, map, stats, snapshot, clone, check). After each scenario the
-// daemon must exit 0 on SIGTERM, and an image must then pass `iomapd check`.
+// The daemon a kernel scenario attaches: iomapd on a fresh 1 GiB image (a file, a raw file, or an
+// image in a bucket of the local Ceph) on a free loopback port, started and stopped through
+// test/support/daemon.ts, and the iomapd CLI calls the scenarios make on its image (info, map,
+// stats, snapshot, clone, check). After each scenario the daemon must exit 0 on SIGTERM, and an
+// image must then pass `iomapd check`.
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openImageFile } from '../../src/fs/image-file.ts';
+import type { CephEnv } from '../support/ceph.ts';
 import { Daemon, runCli, type Exit, type LogEntry } from '../support/daemon.ts';
 
 export const IMAGE_SIZE = '1G';
@@ -25,8 +27,8 @@ function commandLine(args: readonly string[]): string {
 }
 
 /** Runs `iomapd ARGS` (bounded) and returns its stdout; throws with its output unless it exits 0. */
-export async function cli(args: readonly string[]): Promise<string> {
-  const r = await runCli(args);
+export async function cli(args: readonly string[], env?: NodeJS.ProcessEnv): Promise<string> {
+  const r = await runCli(args, { env, timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`$ ${commandLine(args)}\nexited ${r.code}\n${tail(`${r.stdout}${r.stderr}`, 40)}`);
   return r.stdout;
 }
@@ -52,9 +54,10 @@ export function totals(connections: readonly ConnectionRecord[]): RequestCounts 
 /**
  * What a scenario serves: `image`, a fresh iomapd image (`iomapd create --size 1G`, one volume
  * `default`, the default export) served with `iomapd serve IMAGE`; `raw`, a fresh sparse raw file
- * served with `iomapd serve FILE --raw`.
+ * served with `iomapd serve FILE --raw`; `s3`, a fresh image at s3://BUCKET/kernel-NAME in the
+ * local Ceph (KernelDaemonOptions.store), served with a cache directory.
  */
-export type Backend = 'image' | 'raw';
+export type Backend = 'image' | 'raw' | 's3';
 
 /** Stands for the image's path in KernelDaemonOptions.setup commands. */
 export const IMAGE = '{IMAGE}';
@@ -64,6 +67,8 @@ export interface KernelDaemonOptions {
   setup?: ReadonlyArray<readonly string[]>;
   /** Extra `serve` options (TLS, say). */
   serveArgs?: readonly string[];
+  /** For the `s3` backend: the local Ceph's client environment and a bucket the test owns. */
+  store?: { env: CephEnv; bucket: string };
 }
 
 /** `iomapd info --json`. */
@@ -100,8 +105,10 @@ export interface HostReader {
 export class KernelDaemon {
   readonly name: string;
   readonly backend: Backend;
-  /** The file it serves: the image, or the raw file. */
+  /** What it serves: the image file, the raw file, or the s3:// image. */
   readonly image: string;
+  /** The environment of the daemon and of every CLI call on its image (the store's settings for s3). */
+  readonly env: NodeJS.ProcessEnv;
   /** Its temporary directory, holding the image. */
   private readonly dir: string;
   private readonly daemon: Daemon;
@@ -110,10 +117,11 @@ export class KernelDaemon {
   private stopping: Promise<void> | undefined;
   private check: string | null = null;
 
-  private constructor(name: string, backend: Backend, image: string, dir: string, daemon: Daemon, connectionLog: readonly LogEntry[]) {
+  private constructor(name: string, backend: Backend, image: string, env: NodeJS.ProcessEnv, dir: string, daemon: Daemon, connectionLog: readonly LogEntry[]) {
     this.name = name;
     this.backend = backend;
     this.image = image;
+    this.env = env;
     this.dir = dir;
     this.daemon = daemon;
     this.connectionLog = connectionLog;
@@ -124,20 +132,25 @@ export class KernelDaemon {
    * is made with `iomapd create IMAGE --size 1G` and served whole (`default` is also export "").
    */
   static async start(name: string, backend: Backend, opts: KernelDaemonOptions = {}): Promise<KernelDaemon> {
+    if ((backend === 's3') !== (opts.store !== undefined)) throw new Error(`KernelDaemon ${name}: the s3 backend, and only it, needs options.store`);
     const dir = await mkdtemp(join(tmpdir(), 'iomapd-kernel-'));
-    const image = join(dir, backend === 'image' ? 'disk.iomapd' : 'disk.img');
+    const image = opts.store ? `s3://${opts.store.bucket}/kernel-${name}` : join(dir, backend === 'image' ? 'disk.iomapd' : 'disk.img');
+    // A private run directory: the control socket of a bucket image lives there, not beside a file.
+    const env: NodeJS.ProcessEnv = opts.store ? { ...process.env, ...opts.store.env, IOMAPD_RUN_DIR: dir } : process.env;
     const connectionLog: LogEntry[] = [];
     try {
-      if (backend === 'image') await cli(['create', image, '--size', IMAGE_SIZE]);
-      for (const command of opts.setup ?? []) await cli(command.map((a) => (a === IMAGE ? image : a)));
+      if (backend !== 'raw') await cli(['create', image, '--size', IMAGE_SIZE], env);
+      for (const command of opts.setup ?? []) await cli(command.map((a) => (a === IMAGE ? image : a)), env);
       // --raw: the host side reads the guest's patterns back from the file at the same offsets.
-      const args = [image, ...(backend === 'raw' ? ['--raw', '--size', IMAGE_SIZE] : []), '--listen', '127.0.0.1:0', '--log-level', 'info', ...(opts.serveArgs ?? [])];
+      const backendArgs = backend === 'raw' ? ['--raw', '--size', IMAGE_SIZE] : backend === 's3' ? ['--cache-dir', join(dir, 'cache')] : [];
+      const args = [image, ...backendArgs, '--listen', '127.0.0.1:0', '--log-level', 'info', ...(opts.serveArgs ?? [])];
       const daemon = await Daemon.start(args, {
+        env,
         onLog: (e) => {
           if (e.msg === 'negotiated' || e.msg === 'connection closed') connectionLog.push(e);
         },
       });
-      return new KernelDaemon(name, backend, image, dir, daemon, connectionLog);
+      return new KernelDaemon(name, backend, image, env, dir, daemon, connectionLog);
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
       throw e;
@@ -176,22 +189,27 @@ export class KernelDaemon {
     return this.daemon.exited;
   }
 
+  /** `iomapd ARGS` in this daemon's environment; its stdout, or throws unless it exits 0. */
+  cli(args: readonly string[]): Promise<string> {
+    return cli(args, this.env);
+  }
+
   /** `iomapd info IMAGE --json` (image only; through the control channel while it runs). */
   async info(): Promise<ImageInfo> {
     this.requireImage('info');
-    return JSON.parse(await cli(['info', this.image, '--json'])) as ImageInfo;
+    return JSON.parse(await this.cli(['info', this.image, '--json'])) as ImageInfo;
   }
 
   /** `iomapd map IMAGE VOLUME --json` (image only). */
   async map(volume: string): Promise<MapExtent[]> {
     this.requireImage('map');
-    return JSON.parse(await cli(['map', this.image, volume, '--json'])) as MapExtent[];
+    return JSON.parse(await this.cli(['map', this.image, volume, '--json'])) as MapExtent[];
   }
 
   /** `iomapd stats IMAGE --json` (image only, while it runs). */
   async stats(): Promise<DaemonStats> {
     this.requireImage('stats');
-    return JSON.parse(await cli(['stats', this.image, '--json'])) as DaemonStats;
+    return JSON.parse(await this.cli(['stats', this.image, '--json'])) as DaemonStats;
   }
 
   /**
@@ -226,6 +244,7 @@ export class KernelDaemon {
         close: () => fh.close(),
       };
     }
+    if (this.backend === 's3') throw new Error(`hostReader: ${this.name} serves a bucket image; read it through a daemon`);
     if (this.exited() === null) throw new Error(`hostReader: stop ${this.name} first (the daemon holds the image)`);
     const store = await openImageFile(image, { readOnly: true });
     return {
@@ -252,7 +271,7 @@ export class KernelDaemon {
   }
 
   private requireImage(what: string): void {
-    if (this.backend !== 'image') throw new Error(`${what} needs an image, and ${this.name} serves a raw file`);
+    if (this.backend === 'raw') throw new Error(`${what} needs an image, and ${this.name} serves a raw file`);
   }
 
   private async stopAndCheck(): Promise<void> {
@@ -267,9 +286,10 @@ export class KernelDaemon {
       throw new Error(`iomapd (${this.name}) after SIGTERM: ${(e as Error).message}`);
     }
     if (r.code !== 0) throw new Error(`iomapd (${this.name}) exited with code ${r.code} (signal ${r.signal}) after SIGTERM\n${tail(this.output())}`);
-    if (this.backend !== 'image') return;
-    // The image at rest must hold every invariant: no leaked or doubly used block.
-    const c = await runCli(['check', this.image, '--json']);
+    if (this.backend === 'raw') return;
+    // The image at rest must hold every invariant: no leaked or doubly used block; in a bucket,
+    // every reference resolves.
+    const c = await runCli(['check', this.image, '--json'], { env: this.env, timeoutMs: 120_000 });
     this.check = c.stdout.trim();
     let errors: unknown = ['(no JSON report)'];
     try {
@@ -303,7 +323,10 @@ export async function withDaemon<T>(name: string, backend: Backend, body: (d: Ke
     }
     await daemon.stop();
     const report = daemon.checkReport();
-    if (report !== null) {
+    if (report !== null && backend === 's3') {
+      const r = JSON.parse(report) as { objects: number; bytes: number; liveBytes: number; leaked: string[] };
+      console.log(`[kernel] ${name}: iomapd check clean after stop: ${r.objects} objects, ${r.bytes} bytes stored, ${r.liveBytes} bytes live, ${r.leaked.length} leaked`);
+    } else if (report !== null) {
       const r = JSON.parse(report) as { volumes: number; extents: number; usedBlocks: number; freeBlocks: number };
       console.log(`[kernel] ${name}: iomapd check clean after stop: ${r.volumes} volumes, ${r.extents} extents, ${r.usedBlocks} used and ${r.freeBlocks} free blocks`);
     }

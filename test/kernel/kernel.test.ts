@@ -3,7 +3,9 @@
 // issue 5; the rig is scripts/rig, the guest side test/kernel/guest, docs/KERNEL-RIG.md says what
 // this proves). Scenario 1 also runs against a raw file, so that the raw backend stays covered
 // by a kernel client. Scenario 9 is issue 15's incremental backup (test/kernel/incremental-backup.ts
-// is its host side). After each scenario the daemon stops and the image must pass `iomapd check`.
+// is its host side). Scenario 10 is issue 14's: ext4, a snapshot and a clone on an image kept in a
+// bucket of the local Ceph (test/kernel/frozen-snapshot.ts is the host side it shares with 7).
+// After each scenario the daemon stops and the image must pass `iomapd check`.
 //
 // The scenarios run one after the other in this one file: each boots its own guest, and two
 // TCG guests at once on a 2-core machine would only slow each other down.
@@ -12,8 +14,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { localCeph, testBucket } from '../support/ceph.ts';
 import { makeTlsFixtures } from '../support/tls-fixtures.ts';
-import { assertGuestPassed, bytesOf, checkPatternsOnHost, describeCounts, explain, typesIn } from './checks.ts';
+import { assertGuestPassed, checkPatternsOnHost, describeCounts, explain, typesIn } from './checks.ts';
+import { frozenSnapshotScenario } from './frozen-snapshot.ts';
 import { IMAGE, cli, totals, withDaemon } from './kernel-daemon.ts';
 import type { Backend, ImageInfo, KernelDaemon, MapExtent } from './kernel-daemon.ts';
 import { type IncrementalBackup, fsckOnHost, incrementalBackup, restoreInto } from './incremental-backup.ts';
@@ -219,60 +223,7 @@ describe('kernel nbd client (Linux 6.1 in QEMU) against iomapd', () => {
 
   it('7. snapshot of a frozen, mounted ext4 through the control channel; the clone attached: fsck clean, the files of the freeze', async (ctx) => {
     requireRig(ctx, rig);
-    await withDaemon('snapshot', 'image', async (daemon) => {
-      const notes: string[] = [];
-      const run = await runGuest({
-        name: 'snapshot',
-        scenario: 'snapshot.sh',
-        env: { NBD_OPTS: '-C 2', CLONE: 'clone' },
-        daemon,
-        timeoutSec: 240,
-        hostSteps: {
-          // The filesystem is frozen (its data and a clean journal are on the device).
-          async frozen() {
-            const before = await daemon.info();
-            await cli(['snapshot', daemon.image, 'default', 'frozen']);
-            await cli(['clone', daemon.image, 'frozen', 'clone']);
-            const snap = await daemon.map('frozen');
-            const origin = await daemon.map('default');
-            const after = await daemon.info();
-            const mapped = bytesOf(snap, 'mapped');
-            if (mapped < 4 * MiB) throw new Error(`the snapshot maps only ${mapped} bytes`);
-            if (bytesOf(snap, 'mapped', false) > 0) throw new Error('the snapshot has unshared mapped extents right after it was taken');
-            if (bytesOf(origin, 'mapped', false) > 0) throw new Error('the origin has unshared mapped extents right after the snapshot');
-            notes.push(
-              `  snapshot: ${mib(mapped)} mapped, all shared; free blocks ${before.freeBlocks} before, ${after.freeBlocks} after snapshot and clone; volumes ${after.volumes.map((v) => v.name).join(', ')}`,
-            );
-          },
-        },
-      });
-      assertGuestPassed(run, daemon);
-      // Counters of the running daemon, before it stops.
-      const stats = await daemon.stats();
-      console.log(describeCounts(run));
-      const counters = (name: string) => stats.exports.find((e) => e.name === name)?.counters ?? {};
-      const origin = counters('default');
-      const clone = counters('clone');
-      notes.push(
-        `  stats: default cowCopies ${origin.cowCopies}, copyUpBytes ${origin.copyUpBytes}, flushes ${origin.flushes}, journalCommits ${origin.journalCommits}; clone written ${mib(clone.clientBytesWritten ?? 0)}, read ${mib(clone.clientBytesRead ?? 0)}, cowCopies ${clone.cowCopies}`,
-      );
-      console.log(notes.join('\n'));
-      check(run.hostSteps.length === 1, run, daemon, 'expected the host step "frozen"');
-      // The origin on two connections, the clone on one.
-      check(run.connections.length === 3, run, daemon, `expected 3 connections, got ${run.connections.length}`);
-      // iomapd logs the volume a connection reached: "default" for the default export "".
-      const originConns = run.connections.filter((c) => c.export === 'default');
-      const cloneConns = run.connections.filter((c) => c.export === 'clone');
-      check(originConns.length === 2 && cloneConns.length === 1, run, daemon, 'expected two connections to "default" and one to "clone"');
-      const sum = totals(originConns);
-      expect(sum.FLUSH ?? 0).toBeGreaterThan(0);
-      expect(sum.FUA ?? 0).toBeGreaterThan(0);
-      expect(cloneConns[0]!.requests.WRITE ?? 0, 'the guest wrote to the clone').toBeGreaterThan(0);
-      expect(cloneConns[0]!.requests.FLUSH ?? 0, 'FLUSH on the clone').toBeGreaterThan(0);
-      // Writing over blocks the snapshot shares copies them.
-      expect(origin.cowCopies ?? 0, 'copy-on-write on the origin after the snapshot').toBeGreaterThan(0);
-      expect(clone.cowCopies ?? 0, 'copy-on-write on the clone').toBeGreaterThan(0);
-    });
+    await withDaemon('snapshot', 'image', (daemon) => frozenSnapshotScenario(daemon, 'snapshot', '-C 2', 2, 240));
   }, testTimeout(240));
 
   it('8. TLS: --tls require --tls-verify-peer on a require-tls volume; plain and certificate-less clients refused; ext4 over TLS, fsck clean, checksums verified', async (ctx) => {
@@ -364,4 +315,16 @@ describe('kernel nbd client (Linux 6.1 in QEMU) against iomapd', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, testTimeout(300));
+
+  it('10. object store: ext4 on a volume in a bucket of the local Ceph; snapshot and clone of the frozen filesystem, fsck clean, the files of the freeze; the bucket checks clean', async (ctx) => {
+    requireRig(ctx, rig);
+    const ceph = await localCeph();
+    if (ceph === null) return ctx.skip();
+    const { bucket, remove } = await testBucket(ceph, 'kernel');
+    try {
+      await withDaemon('s3-snapshot', 's3', (daemon) => frozenSnapshotScenario(daemon, 's3-snapshot', '', 1, 240), { store: { env: ceph, bucket } });
+    } finally {
+      await remove();
+    }
+  }, testTimeout(240));
 });
