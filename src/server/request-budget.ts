@@ -2,7 +2,8 @@
 // slot per request and give it back when the request is answered; a connection that finds the
 // budget spent stops reading requests and asks to be woken when a slot frees up. Wake-ups are
 // one-shot and go to every waiter; each re-checks, so none is lost and none waits forever while
-// slots are free.
+// slots are free. Every slot is also counted process-wide (util/work-in-flight.ts).
+import { workInFlight } from '../util/work-in-flight.ts';
 
 export class RequestBudget {
   private used = 0;
@@ -23,10 +24,12 @@ export class RequestBudget {
 
   take(): void {
     this.used++;
+    workInFlight.requests++;
   }
 
   give(): void {
     this.used--;
+    workInFlight.requests--;
     if (this.waiters.size === 0 || this.exhausted) return;
     const wake = [...this.waiters];
     this.waiters.clear();

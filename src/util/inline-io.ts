@@ -15,6 +15,12 @@
 // that cost is the event loop's alone, while the pool would run it beside the event loop on
 // another core. So the gate also backs off while calls cost more than a few microseconds per 4 KiB.
 //
+// That trade is only worth it while other requests wait for the event loop. With one request in
+// flight in the whole process (QD1), a costly call runs inline anyway: the pool would add its two
+// wake-ups to the request's latency and CPU and free the loop for nothing (4 KiB overwrites into
+// 2 MiB folios at QD1: 1.29x the IOPS at 0.72x the CPU inline, docs/PERFORMANCE.md). Calls that
+// are slow (a disk read, a throttled writer) still go to the pool.
+//
 // Both judgements are of the I/O's own latency, not of the machine's load. When other work keeps
 // the CPUs busy (load averages of 3 to 6 on two cores), the event-loop thread is preempted in the
 // middle of calls, and a preempted call looks slow for as long as the thread waited for a CPU.
@@ -31,6 +37,8 @@
 //
 // Modes: 'auto' (the above), 'never' (always the pool, as Node does by default) and 'always'
 // (inline whatever it costs; for measurements).
+
+import { workInFlight } from './work-in-flight.ts';
 
 export type InlineIoMode = 'auto' | 'never' | 'always';
 export const INLINE_IO_MODES: readonly InlineIoMode[] = ['auto', 'never', 'always'];
@@ -50,9 +58,15 @@ const SLOW_RUN = 2;
 const FIRST_BACKOFF_NS = 50_000_000;
 const MAX_BACKOFF_NS = 2_000_000_000;
 
+/** Whether the process has no request in flight but the one asking (util/work-in-flight.ts). */
+const onlyRequestInFlight = (): boolean => workInFlight.requests <= 1;
+
 export class InlineIoGate {
   #mode: InlineIoMode;
+  /** Until then every call goes to the pool: calls were slow (a miss, a blocked writer). */
   #pooledUntil = 0n;
+  /** Until then calls go to the pool while other requests are in flight: calls were costly. */
+  #costlyUntil = 0n;
   #backoffNs = FIRST_BACKOFF_NS;
   /** Counters for stats and tests. */
   inline = 0;
@@ -69,14 +83,17 @@ export class InlineIoGate {
   #inputBlocks = 0;
 
   readonly #inputBlocksNow: (() => number) | null;
+  readonly #alone: () => boolean;
 
   /**
    * `inputBlocks` reads the process's block input count (asked only after a slow call); without
-   * it, SLOW_RUN slow calls in a row count as blocked.
+   * it, SLOW_RUN slow calls in a row count as blocked. `alone` says whether no other request
+   * waits for the event loop (tests pass their own).
    */
-  constructor(mode: InlineIoMode, inputBlocks: (() => number) | null) {
+  constructor(mode: InlineIoMode, inputBlocks: (() => number) | null, alone: () => boolean = onlyRequestInFlight) {
     this.#mode = mode;
     this.#inputBlocksNow = inputBlocks;
+    this.#alone = alone;
     this.#inputBlocks = inputBlocks?.() ?? 0;
   }
 
@@ -87,6 +104,7 @@ export class InlineIoGate {
   set mode(mode: InlineIoMode) {
     this.#mode = mode;
     this.#pooledUntil = 0n;
+    this.#costlyUntil = 0n;
     this.#backoffNs = FIRST_BACKOFF_NS;
     this.#startWindow();
     this.#slowRun = 0;
@@ -97,7 +115,7 @@ export class InlineIoGate {
   admit(length: number, now: bigint): boolean {
     const ok =
       this.#mode === 'always' ||
-      (this.#mode === 'auto' && length <= MAX_INLINE_BYTES && now >= this.#pooledUntil);
+      (this.#mode === 'auto' && length <= MAX_INLINE_BYTES && now >= this.#pooledUntil && (now >= this.#costlyUntil || this.#alone()));
     if (ok) this.inline++;
     else this.pooled++;
     return ok;
@@ -114,7 +132,7 @@ export class InlineIoGate {
       this.#startWindow(); // the probe after a back-off starts a fresh window too
       if (this.#mode === 'auto' && cost > COST_LIMIT_NS_PER_4K) {
         this.costly++;
-        this.#backOff(now);
+        this.#costlyUntil = this.#backOff(now);
       }
       return;
     }
@@ -130,15 +148,17 @@ export class InlineIoGate {
     this.#slowRun = 0;
     this.misses++;
     this.#startWindow();
-    this.#backOff(now);
+    this.#pooledUntil = this.#backOff(now);
   }
 
   #startWindow(): void {
     this.#windowCalls = 0;
   }
 
-  #backOff(now: bigint): void {
-    this.#pooledUntil = now + BigInt(this.#backoffNs);
+  /** The end of a back-off starting now; the next one lasts twice as long (until a fast call). */
+  #backOff(now: bigint): bigint {
+    const until = now + BigInt(this.#backoffNs);
     this.#backoffNs = Math.min(this.#backoffNs * 2, MAX_BACKOFF_NS);
+    return until;
   }
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InlineIoGate } from '../../../src/util/inline-io.ts';
+import { workInFlight } from '../../../src/util/work-in-flight.ts';
 import { fdIo, InlineIoGates } from '../../../src/util/fd-io.ts';
 
 const ms = (n: number): bigint => BigInt(n) * 1_000_000n;
@@ -80,7 +81,7 @@ describe('InlineIoGate', () => {
   });
 
   it('backs off when the lower quartile of a 32-call window costs more than 8 µs per 4 KiB', () => {
-    const g = new InlineIoGate('auto', null);
+    const g = new InlineIoGate('auto', null, () => false); // other requests in flight
     for (let i = 0; i < 200; i++) g.record(4096, us(3), ms(i)); // cheap calls: stay inline
     expect(g.admit(4096, ms(200))).toBe(true);
     let t = 200;
@@ -102,6 +103,38 @@ describe('InlineIoGate', () => {
     const big = new InlineIoGate('auto', null);
     for (let i = 0; i < 200; i++) big.record(65536, us(40), ms(i));
     expect(big.costly).toBe(0);
+  });
+
+  it('a costly back-off pools only while other requests are in flight; a slow one pools alone too', () => {
+    let alone = false;
+    const g = new InlineIoGate('auto', null, () => alone);
+    for (let i = 0; i < 32; i++) g.record(4096, us(30), ms(i)); // costly: 30 µs per 4 KiB
+    expect(g.costly).toBe(1);
+    expect(g.admit(4096, ms(40))).toBe(false); // QD32: the loop serves the others meanwhile
+    alone = true;
+    expect(g.admit(4096, ms(41))).toBe(true); // QD1: the pool's wake-ups would buy nothing
+    // Blocked (two slow writes in a row): the pool even for the only request.
+    g.record(4096, ms(2), ms(42));
+    g.record(4096, ms(2), ms(43));
+    expect(g.misses).toBe(1);
+    expect(g.admit(4096, ms(44))).toBe(false);
+    // Back-offs in a row double whatever their cause: 50 ms (costly), then 100 ms.
+    expect(g.admit(4096, ms(142))).toBe(false);
+    expect(g.admit(4096, ms(143))).toBe(true);
+  });
+
+  it('the default sense of "alone" is the process-wide count the servers keep', () => {
+    const g = new InlineIoGate('auto', null);
+    for (let i = 0; i < 32; i++) g.record(4096, us(30), ms(i));
+    const saved = workInFlight.requests;
+    try {
+      workInFlight.requests = 1;
+      expect(g.admit(4096, ms(40))).toBe(true);
+      workInFlight.requests = 2;
+      expect(g.admit(4096, ms(40))).toBe(false);
+    } finally {
+      workInFlight.requests = saved;
+    }
   });
 
   it('never and always ignore the clock', () => {
