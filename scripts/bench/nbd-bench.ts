@@ -12,7 +12,7 @@ import { type AuxRun, type BenchResults, type JobRun, median } from './results.t
 import { writeReport } from './report.ts';
 import { type Dataset, type Running, startServer } from './servers.ts';
 import { makeServerCertificates } from './tls-certificates.ts';
-import { cpuSeconds, ensureTools, equalisePageCache, loadAverage, machineInfo, peakRssMiB, run, sleep } from './system.ts';
+import { cpuSeconds, ensureTools, equalisePageCache, loadAverage, machineInfo, otherWorkCpus, peakRssMiB, run, sleep } from './system.ts';
 
 const cfg = loadConfig();
 ensureTools(cfg.install);
@@ -53,12 +53,16 @@ const save = () => writeFile(partial, JSON.stringify(results, null, 1));
 const order = (rep: number): ServerName[] => (rep % 2 === 0 ? cfg.servers : [...cfg.servers].reverse());
 const fileFor = (server: ServerName, d: Dataset): string => (server === 'iomapd-image' || server === 'iomapd-image-tls' ? d.image : d.raw);
 
-/** Load averages taken by withServer just before the server starts. */
+/** Load averages and other work's CPUs, taken by withServer just before the server starts. */
 let jobLoad: [number, number, number] = [0, 0, 0];
+let jobOtherCpus = 0;
+/** Above this many CPUs of other work (median over the jobs), the run is flagged. */
+const OTHER_WORK_LIMIT_CPUS = 0.2;
 
 async function withServer<T>(server: ServerName, transport: Transport, d: Dataset, body: (s: Running) => Promise<T>): Promise<T> {
   await equalisePageCache([fileFor(server, d)], cfg.dropCaches);
   jobLoad = loadAverage();
+  jobOtherCpus = await otherWorkCpus(500);
   current = await startServer(server, transport, d, { dir: work, logDir, ...(tlsDir === undefined ? {} : { tlsDir }) });
   try {
     return await body(current);
@@ -98,6 +102,7 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
           peakRssMiB: r.rss,
           load1: jobLoad[0],
           load: jobLoad,
+          otherCpus: jobOtherCpus,
         };
         results.runs.push(row);
         await save();
@@ -105,7 +110,7 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
         const v = job.metric === 'iops' ? `${Math.round(row.value).toLocaleString('en-US')} IOPS` : `${row.value.toFixed(0)} MiB/s`;
         console.log(
           `[${String(done).padStart(3)}/${total}] rep ${rep} ${job.name.padEnd(26)} ${transport.padEnd(4)} ${server.padEnd(16)} ${v.padStart(14)}  ` +
-            `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${jobLoad[0]}`,
+            `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${jobLoad[0]}  other ${jobOtherCpus} CPUs`,
         );
       }
     }
@@ -142,7 +147,10 @@ if (cfg.aux) {
 results.finishedAt = new Date().toISOString();
 results.load.end = loadAverage();
 results.load.medianBeforeJobs = median(results.runs.map((x) => x.load1));
-results.load.high = results.load.medianBeforeJobs > results.machine.nproc;
-if (results.load.high) console.warn(`\nWARNING: the median 1-minute load before jobs was ${results.load.medianBeforeJobs} on ${results.machine.nproc} CPUs: other work shared the machine; this run is not for the record.`);
+const others = results.runs.map((x) => x.otherCpus ?? 0);
+results.load.otherCpusMedian = median(others);
+results.load.otherCpusMax = Math.max(0, ...others);
+results.load.high = results.load.otherCpusMedian > OTHER_WORK_LIMIT_CPUS;
+if (results.load.high) console.warn(`\nWARNING: other work kept a median of ${results.load.otherCpusMedian} CPUs busy before jobs (limit ${OTHER_WORK_LIMIT_CPUS}): this run is not for the record.`);
 await writeReport(results, cfg.out, cfg.updateDocs);
 console.log(`\nresults: ${join(cfg.out, 'results.md')}${cfg.updateDocs ? ' and docs/PERFORMANCE.md' : ''}`);

@@ -17,6 +17,8 @@ export interface JobRun extends FioResult {
   load1: number;
   /** 1/5/15-minute load averages at the same moment. */
   load?: [number, number, number];
+  /** CPUs busy with other work in the half second before the server started (otherWorkCpus). */
+  otherCpus?: number;
 }
 
 export interface AuxRun {
@@ -41,8 +43,12 @@ export interface BenchResults {
   load: {
     start: [number, number, number];
     end: [number, number, number];
-    /** Median 1-minute load before the jobs, and whether it stayed above the CPU count. */
+    /** Median 1-minute load before the jobs. */
     medianBeforeJobs?: number;
+    /** Median and largest CPUs busy with other work before the jobs (runs since 2026-12-03). */
+    otherCpusMedian?: number;
+    otherCpusMax?: number;
+    /** Whether other work shared the machine: other CPUs (or, for older runs, the load) too high. */
     high?: boolean;
   };
   jobs: Array<{ name: string; title: string; metric: 'iops' | 'MiB/s'; small: boolean }>;

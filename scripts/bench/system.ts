@@ -2,7 +2,7 @@
 // machine, reading a process's CPU time and peak RSS from /proc, and making the page cache equal.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
-import { cpus, loadavg, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { MiB } from './config.ts';
 
 export interface RunResult {
@@ -100,6 +100,27 @@ export function machineInfo(nodePath: string): MachineInfo {
 }
 
 export const loadAverage = (): [number, number, number] => loadavg().map((x) => Math.round(x * 100) / 100) as [number, number, number];
+
+/** Busy and total jiffies of all CPUs together, from the first line of /proc/stat. */
+async function cpuJiffies(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - v[3]! - v[4]!, total };
+}
+
+/**
+ * CPUs kept busy by whatever runs during `ms` while the bench itself waits: other work on the
+ * machine. The load average cannot tell this: it lags by a minute and, before a job, still counts
+ * the previous job's server and fio threads (nbdkit's 16 threads waiting on ext4 count too).
+ */
+export async function otherWorkCpus(ms: number): Promise<number> {
+  const a = await cpuJiffies();
+  await sleep(ms);
+  const b = await cpuJiffies();
+  const cpus = availableParallelism();
+  return b.total > a.total ? Math.round(((b.busy - a.busy) / (b.total - a.total)) * cpus * 100) / 100 : 0;
+}
 
 const CLK_TCK = Number(firstLine('getconf', ['CLK_TCK'])) || 100;
 
