@@ -12,7 +12,7 @@ import { type AuxRun, type BenchResults, type JobRun, median } from './results.t
 import { writeReport } from './report.ts';
 import { type Dataset, type Running, startServer } from './servers.ts';
 import { makeServerCertificates } from './tls-certificates.ts';
-import { cpuSeconds, ensureTools, equalisePageCache, loadAverage, machineInfo, otherWorkCpus, peakRssMiB, run, sleep } from './system.ts';
+import { cpuJiffies, cpuSeconds, ensureTools, equalisePageCache, loadAverage, machineInfo, otherWorkCpus, peakRssMiB, run, sleep, stealPercent } from './system.ts';
 
 const cfg = loadConfig();
 ensureTools(cfg.install);
@@ -87,9 +87,11 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
           // milliseconds of starting) to its exit, the window its request counts cover.
           await sleep(cfg.ramp * 1000 + 50);
           const cpu0 = await cpuSeconds(s.pid);
+          const machine0 = await cpuJiffies();
           const res = await fio;
           const cpuS = (await cpuSeconds(s.pid)) - cpu0;
-          return { res, cpuS, rss: await peakRssMiB(s.pid) };
+          const stealPct = stealPercent(machine0, await cpuJiffies());
+          return { res, cpuS, stealPct, rss: await peakRssMiB(s.pid) };
         });
         const row: JobRun = {
           rep,
@@ -103,6 +105,7 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
           load1: jobLoad[0],
           load: jobLoad,
           otherCpus: jobOtherCpus,
+          stealPct: r.stealPct,
         };
         results.runs.push(row);
         await save();
@@ -110,7 +113,7 @@ for (let rep = 1; rep <= cfg.reps; rep++) {
         const v = job.metric === 'iops' ? `${Math.round(row.value).toLocaleString('en-US')} IOPS` : `${row.value.toFixed(0)} MiB/s`;
         console.log(
           `[${String(done).padStart(3)}/${total}] rep ${rep} ${job.name.padEnd(26)} ${transport.padEnd(4)} ${server.padEnd(16)} ${v.padStart(14)}  ` +
-            `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${jobLoad[0]}  other ${jobOtherCpus} CPUs`,
+            `cpu ${row.cpuUsPerRequest.toFixed(1)} µs/req  rss ${row.peakRssMiB.toFixed(0)} MiB  load ${jobLoad[0]}  other ${jobOtherCpus} CPUs  steal ${r.stealPct}%`,
         );
       }
     }

@@ -116,6 +116,10 @@ export function markdown(r: BenchResults, chartPath: string): string {
       `- Other work: in the half second before each job (the bench idle, no server running), a median of ${r.load.otherCpusMedian} and at most ${r.load.otherCpusMax} of ${m.nproc} CPUs were busy (/proc/stat). The load average lags by a minute and still counts the previous job's server and fio threads, so it is shown, not judged.`,
     );
     if (r.load.high) L.push(`- **Other work shared the machine** (median above 0.2 CPUs): this run is not for the record.`);
+    const steal = r.runs.map((x) => x.stealPct).filter((x): x is number => x !== undefined);
+    if (steal.length > 0) {
+      L.push(`- Steal (the hypervisor running other guests on these CPUs) during the measured windows: median ${median(steal)} %, at most ${Math.max(...steal)} %.`);
+    }
   } else if (r.load.high ?? medianLoad > m.nproc) {
     L.push(`- **Load stayed high**: the median 1-minute load before jobs was ${medianLoad} on ${m.nproc} CPUs, so other work shared the machine; this run is not for the record.`);
   }

@@ -19,6 +19,8 @@ export interface JobRun extends FioResult {
   load?: [number, number, number];
   /** CPUs busy with other work in the half second before the server started (otherWorkCpus). */
   otherCpus?: number;
+  /** Percent of CPU time stolen by the hypervisor during the measured window (/proc/stat steal). */
+  stealPct?: number;
 }
 
 export interface AuxRun {

@@ -101,12 +101,17 @@ export function machineInfo(nodePath: string): MachineInfo {
 
 export const loadAverage = (): [number, number, number] => loadavg().map((x) => Math.round(x * 100) / 100) as [number, number, number];
 
-/** Busy and total jiffies of all CPUs together, from the first line of /proc/stat. */
-async function cpuJiffies(): Promise<{ busy: number; total: number }> {
+/** Busy, stolen and total jiffies of all CPUs together, from the first line of /proc/stat. */
+export async function cpuJiffies(): Promise<{ busy: number; steal: number; total: number }> {
   const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
   const v = line.trim().split(/\s+/).slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
   const total = v.reduce((a, b) => a + b, 0);
-  return { busy: total - v[3]! - v[4]!, total };
+  return { busy: total - v[3]! - v[4]!, steal: v[7]!, total };
+}
+
+/** Percent of the CPUs' time between two samples that the hypervisor gave to other guests. */
+export function stealPercent(a: { steal: number; total: number }, b: { steal: number; total: number }): number {
+  return b.total > a.total ? Math.round(((b.steal - a.steal) / (b.total - a.total)) * 1000) / 10 : 0;
 }
 
 /**
