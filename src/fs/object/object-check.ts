@@ -38,7 +38,8 @@ const REREAD_PAUSE_MS = 200;
 export async function checkObjectImage(store: ObjectStore): Promise<ObjectCheckReport> {
   for (let reads = 1; ; reads++) {
     const { manifest, etag } = await readManifest(store);
-    let chainEnd = manifest.journal.seq;
+    /** Where the replayed chain ended; null when the state could not even be read. */
+    let chainEnd: number | null = null;
     let report: ObjectCheckReport | undefined;
     let failure: unknown;
     try {
@@ -55,11 +56,14 @@ export async function checkObjectImage(store: ObjectStore): Promise<ObjectCheckR
   }
 }
 
-/** Whether a writer changed the image since the manifest `etag` was read and replayed to `chainEnd`. */
-async function movedOn(store: ObjectStore, etag: string, epoch: number, chainEnd: number): Promise<boolean> {
+/**
+ * Whether a writer changed the image since the manifest `etag` was read and its chain replayed to
+ * `chainEnd` (null: not replayed, so only a new manifest counts).
+ */
+async function movedOn(store: ObjectStore, etag: string, epoch: number, chainEnd: number | null): Promise<boolean> {
   const now = await readManifest(store);
   if (now.etag !== etag) return true;
-  return (await store.head(journalKey(epoch, chainEnd))) !== null;
+  return chainEnd !== null && (await store.head(journalKey(epoch, chainEnd))) !== null;
 }
 
 /** The check of one state of the image: the manifest read, and its chain replayed to its end. */

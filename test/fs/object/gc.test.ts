@@ -4,6 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkObjectImage } from '../../../src/fs/object/object-check.ts';
 import { collectGarbage } from '../../../src/fs/object/object-gc.ts';
+import { MANIFEST_KEY } from '../../../src/fs/object/keys.ts';
+import { readManifest } from '../../../src/fs/object/manifest-io.ts';
 import type { ObjectInfo } from '../../../src/storage/object-store.ts';
 import { FakeObjectStore } from '../../support/fake-object-store.ts';
 import { createSmall, openSmall, pattern, readBytes, sameBytes, writeBytes } from './helpers.ts';
@@ -119,6 +121,28 @@ describe('object image GC', () => {
     expect(report.leaked).toContain('seg/00000009/000000000000');
     // The image stood still, so the problem is reported at once, not read again.
     expect(report.rereads).toBe(0);
+  });
+
+  it('check of an image whose checkpoint is missing fails CORRUPT at the first read, not after rereads', async () => {
+    let manifestReads = 0;
+    class CountingBucket extends FakeObjectStore {
+      override get(key: string, range?: { offset: number; length: number }) {
+        if (key === MANIFEST_KEY) manifestReads++;
+        return super.get(key, range);
+      }
+    }
+    const bucket = new CountingBucket({ pageSize: 50 });
+    const a = await createSmall(bucket);
+    await a.createVolume('v', MiB);
+    await writeBytes(a, 'v', 0, pattern(4096, 1));
+    await a.close();
+    const { manifest } = await readManifest(bucket);
+    await bucket.delete(manifest.checkpoint.key);
+    manifestReads = 0;
+    await expect(checkObjectImage(bucket)).rejects.toMatchObject({ code: 'CORRUPT' });
+    // One read of the state, one look whether it moved (it did not): the journals it never
+    // replayed do not count as the image moving on.
+    expect(manifestReads).toBe(2);
   });
 
   it('check of an image its writer moves on mid-check (overwrite, commit, GC) reads again and is clean', async () => {
