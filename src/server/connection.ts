@@ -85,7 +85,9 @@ export class Connection {
     this.credentials = options.credentials ?? (() => null);
     this.metrics = options.metrics ?? null;
     const budget = options.budget ?? new RequestBudget(limits.maxInFlightTotal);
-    this.requests = new RequestsInFlight(limits.maxInFlightPerConnection, budget, () => this.pump(), (reply) => this.answered(reply));
+    // A socket with no remote address is a Unix socket (or a test's socket pair).
+    const overUnixSocket = socket.remoteAddress === undefined;
+    this.requests = new RequestsInFlight(limits.maxInFlightPerConnection, budget, () => this.pump(), (reply) => this.answered(reply), overUnixSocket);
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     // The transport asks for its first read buffer while it adopts the socket: before it returns.
     this.transport = new Transport(socket, {

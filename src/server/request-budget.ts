@@ -22,14 +22,18 @@ export class RequestBudget {
     return this.used;
   }
 
-  take(): void {
+  /** Takes a slot for a request from a client over a Unix socket (`overUnixSocket`) or TCP. */
+  take(overUnixSocket = false): void {
     this.used++;
     workInFlight.requests++;
+    if (overUnixSocket) workInFlight.overUnixSockets++;
   }
 
-  give(): void {
+  /** Gives back a slot take() took, with the same `overUnixSocket`. */
+  give(overUnixSocket = false): void {
     this.used--;
     workInFlight.requests--;
+    if (overUnixSocket) workInFlight.overUnixSockets--;
     if (this.waiters.size === 0 || this.exhausted) return;
     const wake = [...this.waiters];
     this.waiters.clear();

@@ -39,12 +39,15 @@ export class RequestsInFlight {
   private readonly wake: () => void;
   /** Made once per connection: sends a request's reply and lets the connection read on. */
   private readonly answered: (reply: Reply) => void;
+  /** The client is on a Unix socket (counted apart process-wide: util/work-in-flight.ts). */
+  private readonly overUnixSocket: boolean;
 
-  constructor(maxRequests: number, budget: RequestBudget, wake: () => void, answered: (reply: Reply) => void) {
+  constructor(maxRequests: number, budget: RequestBudget, wake: () => void, answered: (reply: Reply) => void, overUnixSocket = false) {
     this.maxRequests = maxRequests;
     this.budget = budget;
     this.wake = wake;
     this.answered = answered;
+    this.overUnixSocket = overUnixSocket;
   }
 
   get count(): number {
@@ -64,7 +67,7 @@ export class RequestsInFlight {
     const bytes = heldBytes(req, payload);
     const { metrics } = ctx;
     const startMs = metrics === null ? 0 : performance.now();
-    this.budget.take();
+    this.budget.take(this.overUnixSocket);
     this.requests++;
     this.bytes += bytes;
     dispatch(ctx, req, payload).then(
@@ -89,7 +92,7 @@ export class RequestsInFlight {
     traceRequest(log, req, errno);
     this.answered(reply);
     // Last: giving the slot back may wake other connections (and this one), which then read on.
-    this.budget.give();
+    this.budget.give(this.overUnixSocket);
   }
 
   /** No wake-up wanted any more: the connection is closing. */

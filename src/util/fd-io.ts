@@ -8,7 +8,7 @@
 // One object, so tests can spy on (or fail) the calls: vi.spyOn(fdIo, 'pwrite').
 import { read, readSync, write, writeSync } from 'node:fs';
 import { hrtime, resourceUsage } from 'node:process';
-import { InlineIoGate, type InlineIoMode } from './inline-io.ts';
+import { InlineIoGate, writeInlineLimit, type InlineIoMode } from './inline-io.ts';
 
 /** The modes a storage's gates start in (`iomapd serve --inline-reads / --inline-writes`). */
 export interface InlineIoModes {
@@ -16,14 +16,14 @@ export interface InlineIoModes {
   readonly writes?: InlineIoMode;
 }
 
-/** One storage's pair of gates: reads judged by the block input count, writes by time alone. */
+/** One storage's pair of gates: reads judged by the block input count, writes by time alone (and larger writes may run inline). */
 export class InlineIoGates {
   readonly reads: InlineIoGate;
   readonly writes: InlineIoGate;
 
   constructor(modes: InlineIoModes = {}) {
     this.reads = new InlineIoGate(modes.reads ?? 'auto', () => resourceUsage().fsRead);
-    this.writes = new InlineIoGate(modes.writes ?? 'auto', null);
+    this.writes = new InlineIoGate(modes.writes ?? 'auto', null, { maxInlineBytes: writeInlineLimit });
   }
 }
 

@@ -31,6 +31,13 @@
 // thread resumes with a fresh time slice), while a blocked disk or throttled writer stalls call
 // after call.
 //
+// Large writes (up to 1 MiB) run inline too while no client over a Unix socket has a request in
+// flight. Over TCP the pool costs a 1 MiB write more than the write itself: the payload the loop
+// just received is copied into the page cache on another core, and fio, the loop and two pool
+// threads contend for two cores; inline, 1 MiB sequential writes over TCP ran 1.30x at 0.77x
+// the CPU. But a Unix-socket client can send only a socket buffer (about 208 KiB) ahead, so it
+// stalls while the loop writes: 0.84x over a Unix socket (docs/PERFORMANCE.md, util/work-in-flight.ts).
+//
 // For reads the gate can also tell directly: the process's block input count (getrusage
 // ru_inblock, asked only after a slow read) moves only on a real disk read. Writes have no such
 // witness, so they back off after SLOW_RUN slow calls in a row.
@@ -43,8 +50,10 @@ import { workInFlight } from './work-in-flight.ts';
 export type InlineIoMode = 'auto' | 'never' | 'always';
 export const INLINE_IO_MODES: readonly InlineIoMode[] = ['auto', 'never', 'always'];
 
-/** Calls longer than this always go to the pool: a copy this size holds the loop long enough. */
+/** Calls longer than this go to the pool: a copy this size holds the loop long enough. */
 const MAX_INLINE_BYTES = 256 * 1024;
+/** Writes up to this size may run inline while no Unix-socket client waits (above). */
+const MAX_INLINE_WRITE_BYTES = 1024 * 1024;
 /** A fixed allowance plus a copy rate far below memory's: slower than this was not a cache hit. */
 const SLOW_BASE_NS = 150_000;
 const SLOW_NS_PER_BYTE = 1; // 1 GB/s
@@ -60,6 +69,20 @@ const MAX_BACKOFF_NS = 2_000_000_000;
 
 /** Whether the process has no request in flight but the one asking (util/work-in-flight.ts). */
 const onlyRequestInFlight = (): boolean => workInFlight.requests <= 1;
+
+/** The largest read the gate may admit inline. */
+export const readInlineLimit = (): number => MAX_INLINE_BYTES;
+
+/** The largest write the gate may admit inline: 1 MiB unless a Unix-socket client waits (above). */
+export const writeInlineLimit = (): number => (workInFlight.overUnixSockets === 0 ? MAX_INLINE_WRITE_BYTES : MAX_INLINE_BYTES);
+
+/** What a gate asks about the process; tests pass their own. */
+export interface InlineIoGateOptions {
+  /** Whether no other request waits for the event loop (default: the servers' count). */
+  readonly alone?: () => boolean;
+  /** The largest call that may run inline now (default: readInlineLimit). */
+  readonly maxInlineBytes?: () => number;
+}
 
 export class InlineIoGate {
   #mode: InlineIoMode;
@@ -84,16 +107,17 @@ export class InlineIoGate {
 
   readonly #inputBlocksNow: (() => number) | null;
   readonly #alone: () => boolean;
+  readonly #maxInlineBytes: () => number;
 
   /**
    * `inputBlocks` reads the process's block input count (asked only after a slow call); without
-   * it, SLOW_RUN slow calls in a row count as blocked. `alone` says whether no other request
-   * waits for the event loop (tests pass their own).
+   * it, SLOW_RUN slow calls in a row count as blocked.
    */
-  constructor(mode: InlineIoMode, inputBlocks: (() => number) | null, alone: () => boolean = onlyRequestInFlight) {
+  constructor(mode: InlineIoMode, inputBlocks: (() => number) | null, options: InlineIoGateOptions = {}) {
     this.#mode = mode;
     this.#inputBlocksNow = inputBlocks;
-    this.#alone = alone;
+    this.#alone = options.alone ?? onlyRequestInFlight;
+    this.#maxInlineBytes = options.maxInlineBytes ?? readInlineLimit;
     this.#inputBlocks = inputBlocks?.() ?? 0;
   }
 
@@ -115,7 +139,7 @@ export class InlineIoGate {
   admit(length: number, now: bigint): boolean {
     const ok =
       this.#mode === 'always' ||
-      (this.#mode === 'auto' && length <= MAX_INLINE_BYTES && now >= this.#pooledUntil && (now >= this.#costlyUntil || this.#alone()));
+      (this.#mode === 'auto' && length <= this.#maxInlineBytes() && now >= this.#pooledUntil && (now >= this.#costlyUntil || this.#alone()));
     if (ok) this.inline++;
     else this.pooled++;
     return ok;

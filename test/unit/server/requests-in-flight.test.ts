@@ -11,6 +11,7 @@ import { heldBytes, RequestsInFlight } from '../../../src/server/requests-in-fli
 import type { ValidRequest } from '../../../src/server/validate.ts';
 import { IomapdError } from '../../../src/util/errors.ts';
 import { silentLogger } from '../../../src/util/log.ts';
+import { workInFlight } from '../../../src/util/work-in-flight.ts';
 
 const req = (type: number, length: number, cookie = 1n): ValidRequest => ({ type, flags: 0, cookie, offset: 0, length, wireOffset: 0n });
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -64,6 +65,24 @@ describe('RequestsInFlight', () => {
     await settle();
     expect(seen).toEqual([1]);
     expect(budget.inFlight).toBe(0);
+  });
+
+  it('counts requests from a Unix-socket client apart, process-wide, until each is answered', async () => {
+    const { ctx, pending } = heldDevice();
+    const budget = new RequestBudget(100);
+    const before = { ...workInFlight };
+    const unix = new RequestsInFlight(10, budget, () => {}, () => {}, true);
+    const tcp = new RequestsInFlight(10, budget, () => {}, () => {}, false);
+    unix.start(ctx, req(Cmd.FLUSH, 0, 1n), null, silentLogger);
+    tcp.start(ctx, req(Cmd.FLUSH, 0, 2n), null, silentLogger);
+    expect(workInFlight.requests - before.requests).toBe(2);
+    expect(workInFlight.overUnixSockets - before.overUnixSockets).toBe(1);
+    pending[0]!.reject(new IomapdError('IO', 'failed')); // an error answers it too
+    await settle();
+    expect(workInFlight.overUnixSockets).toBe(before.overUnixSockets);
+    pending[1]!.resolve();
+    await settle();
+    expect(workInFlight).toEqual(before);
   });
 
   it('is at its limit when its requests hold too many bytes', async () => {

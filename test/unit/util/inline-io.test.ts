@@ -5,7 +5,7 @@ import { openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InlineIoGate } from '../../../src/util/inline-io.ts';
+import { InlineIoGate, writeInlineLimit } from '../../../src/util/inline-io.ts';
 import { workInFlight } from '../../../src/util/work-in-flight.ts';
 import { fdIo, InlineIoGates } from '../../../src/util/fd-io.ts';
 
@@ -81,7 +81,7 @@ describe('InlineIoGate', () => {
   });
 
   it('backs off when the lower quartile of a 32-call window costs more than 8 µs per 4 KiB', () => {
-    const g = new InlineIoGate('auto', null, () => false); // other requests in flight
+    const g = new InlineIoGate('auto', null, { alone: () => false }); // other requests in flight
     for (let i = 0; i < 200; i++) g.record(4096, us(3), ms(i)); // cheap calls: stay inline
     expect(g.admit(4096, ms(200))).toBe(true);
     let t = 200;
@@ -107,7 +107,7 @@ describe('InlineIoGate', () => {
 
   it('a costly back-off pools only while other requests are in flight; a slow one pools alone too', () => {
     let alone = false;
-    const g = new InlineIoGate('auto', null, () => alone);
+    const g = new InlineIoGate('auto', null, { alone: () => alone });
     for (let i = 0; i < 32; i++) g.record(4096, us(30), ms(i)); // costly: 30 µs per 4 KiB
     expect(g.costly).toBe(1);
     expect(g.admit(4096, ms(40))).toBe(false); // QD32: the loop serves the others meanwhile
@@ -134,6 +134,27 @@ describe('InlineIoGate', () => {
       expect(g.admit(4096, ms(40))).toBe(false);
     } finally {
       workInFlight.requests = saved;
+    }
+  });
+
+  it('writes up to 1 MiB run inline while no Unix-socket client has a request in flight', () => {
+    const writes = new InlineIoGates().writes;
+    const saved = { ...workInFlight };
+    try {
+      Object.assign(workInFlight, { requests: 8, overUnixSockets: 0 }); // TCP clients only
+      expect(writeInlineLimit()).toBe(1024 * 1024);
+      expect(writes.admit(1024 * 1024, 0n)).toBe(true);
+      expect(writes.admit(1024 * 1024 + 512, 0n)).toBe(false);
+      workInFlight.overUnixSockets = 1; // one waits on its small socket buffer
+      expect(writes.admit(1024 * 1024, 0n)).toBe(false);
+      expect(writes.admit(256 * 1024, 0n)).toBe(true);
+      // Reads stay at 256 KiB whoever waits.
+      workInFlight.overUnixSockets = 0;
+      const reads = new InlineIoGates().reads;
+      expect(reads.admit(512 * 1024, 0n)).toBe(false);
+      expect(new InlineIoGate('auto', null, { maxInlineBytes: () => 4096 }).admit(8192, 0n)).toBe(false);
+    } finally {
+      Object.assign(workInFlight, saved);
     }
   });
 
