@@ -59,7 +59,7 @@ export async function checkServedStore(store: ImageStore): Promise<LiveCheckResu
     // The copy's maps are plain trees without disk addresses: the blocks the live tree nodes hold
     // (and those replaced since the last checkpoint) travel with it as in use.
     checkpointRuns: [...store.checkpointRuns, ...nodeBlockRuns(meta)],
-    transient: [...store.alloc.pendingRuns(), ...store.alloc.takenRuns(), ...meta.retiredNodes.map((b) => ({ start: b, len: 1 }))],
+    transient: [...store.transientRuns(), ...meta.retiredNodes.map((b) => ({ start: b, len: 1 }))],
   };
   const freeBlocks = meta.freeBlocks;
   let heldMs = performance.now() - t;

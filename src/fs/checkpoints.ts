@@ -25,10 +25,20 @@ interface FilePreparedCheckpoint extends PreparedCheckpoint {
   readonly retired: number[];
 }
 
+/** A checkpoint between prepare() and the end of write(): what it holds outside the free map. */
+interface Writing {
+  /** The superblock current when it was prepared; another one current means the flip happened. */
+  readonly old: Readonly<Superblock>;
+  readonly runs: readonly Run[];
+  readonly retired: readonly number[];
+}
+
 export class FileCheckpoints implements Checkpoints {
   private readonly storage: Storage;
   private readonly superblocks: Superblocks;
   private readonly state: StoreState;
+  /** Set from prepare() until write() has freed the old blocks (kept if the write failed). */
+  private writing: Writing | null = null;
 
   constructor(storage: Storage, superblocks: Superblocks, state: StoreState) {
     this.storage = storage;
@@ -38,6 +48,14 @@ export class FileCheckpoints implements Checkpoints {
 
   get runs(): readonly Run[] {
     return this.superblocks.current.checkpointRuns;
+  }
+
+  inFlightRuns(): Run[] {
+    const w = this.writing;
+    if (w === null) return [];
+    // Before the flip the new root record is not yet current; after it the old one is not any more.
+    const rootRecord = this.superblocks.current === w.old ? w.runs : w.old.checkpointRuns;
+    return [...rootRecord, ...w.retired.map((b) => ({ start: b, len: 1 }))];
   }
 
   prepare(): FilePreparedCheckpoint {
@@ -75,6 +93,7 @@ export class FileCheckpoints implements Checkpoints {
     meta.nodeBlocks += dirty.length;
     meta.retiredNodes = [];
     const blob = encodeRootRecord(meta, generation, committedFree(meta.free, extra));
+    this.writing = { old: sb, runs, retired };
     return { blob, runs, generation, nodeWrites, retired };
   }
 
@@ -111,6 +130,7 @@ export class FileCheckpoints implements Checkpoints {
     for (const r of old.checkpointRuns) meta.putFree(r.start, r.len);
     for (const b of prepared.retired) meta.putFree(b, 1);
     meta.nodeBlocks -= prepared.retired.length;
+    this.writing = null;
     this.state.alloc.checkpointBlocks = runs.reduce((n, r) => n + r.len, 0) + meta.nodeBlocks;
   }
 

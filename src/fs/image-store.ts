@@ -173,8 +173,17 @@ export class ImageStore extends StoreForwarders implements StoreParts {
 
   /** Verifies the live metadata (tests and debug builds; O(extents log extents)). */
   verify(onProgress?: CheckProgress): CheckReport {
+    return verifyMetadata(this.state.meta, this.checkpoints.runs, this.transientRuns(), onProgress);
+  }
+
+  /**
+   * Blocks neither free nor referenced at this instant, yet not leaked: allocations not yet
+   * linked, frees waiting for a commit, and what a checkpoint being written holds. (Tree nodes
+   * replaced since the last checkpoint are in meta.retiredNodes.)
+   */
+  transientRuns(): Run[] {
     const { alloc } = this.state;
-    return verifyMetadata(this.state.meta, this.checkpoints.runs, [...alloc.pendingRuns(), ...alloc.takenRuns()], onProgress);
+    return [...alloc.pendingRuns(), ...alloc.takenRuns(), ...this.checkpoints.inFlightRuns()];
   }
 
   /** Replaces the metadata with a rebuilt copy and checkpoints it (check --repair). */

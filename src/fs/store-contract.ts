@@ -59,6 +59,12 @@ export interface Checkpoints {
   prepare(): PreparedCheckpoint;
   /** Writes a prepared checkpoint and makes it current; `journalStart` is where replay begins. */
   write(prepared: PreparedCheckpoint, journalStart: JournalStart): Promise<void>;
+  /**
+   * Blocks a checkpoint being written holds that are neither free nor in `runs` nor referenced
+   * (its root record before it is current, the old one's after, replaced nodes until freed): a
+   * check taken meanwhile counts them as in use. None when no checkpoint is being written.
+   */
+  inFlightRuns(): Run[];
 }
 
 export interface PreparedCheckpoint {

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { checkImageStore } from '../../src/fs/image-file.ts';
 import { ImageStore } from '../../src/fs/image-store.ts';
 import { MemoryStorage } from '../../src/storage/memory-storage.ts';
+import { SUPERBLOCK_COPIES, SUPERBLOCK_SLOT } from '../../src/fs/format.ts';
+import { GatedStorage } from '../support/gated-storage.ts';
 
 const B = 4096;
 const EXTENTS = 5000;
@@ -100,5 +102,37 @@ describe('incremental checkpoints (format version 3)', () => {
     // Zero one leaf block: the parent's address now points at no node.
     image.fill(0, dataOffset + leafAddr * B, dataOffset + (leafAddr + 1) * B);
     await expect(ImageStore.open(new MemoryStorage(Buffer.from(image)))).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/tree node at block \d+: bad magic/) });
+  });
+  it('a check while a checkpoint is being written counts what it holds as in use, not leaked', async () => {
+    // Served images are checked while clients write (control/live-check.ts), so a check can land
+    // between a checkpoint's prepare and the flip of the superblocks: the new root record is
+    // taken from the free runs, and the replaced nodes are no longer in meta.retiredNodes.
+    const storage = new GatedStorage(new MemoryStorage(Buffer.alloc(0)));
+    const store = await ImageStore.create(storage, { dataBytes: 4096 * B, journalBytes: 256 << 10 });
+    await store.createVolume('v', 1024 * B);
+    for (let i = 0; i < 300; i++) {
+      const m = await store.begin('v', 2 * i * B, B, 'write');
+      await store.end(m, B);
+    }
+    await store.checkpoint();
+    const m = await store.begin('v', B, B, 'write'); // changes a leaf: its old block is replaced
+    await store.end(m, B);
+    await store.commit();
+    const flip = storage.holdRange('write', 0, SUPERBLOCK_COPIES * SUPERBLOCK_SLOT);
+    const writing = store.checkpoint();
+    while (flip.held === 0) await new Promise((r) => setImmediate(r));
+    const during = store.verify();
+    expect(during.errors).toEqual([]);
+    // The new root record's blocks and the replaced leaf's.
+    const held = store.transientRuns().reduce((n, r) => n + r.len, 0);
+    expect(held).toBeGreaterThanOrEqual(2);
+    flip.release();
+    await writing;
+    expect(store.transientRuns()).toEqual([]);
+    const after = store.verify();
+    expect(after.errors).toEqual([]);
+    // Every block is accounted for at both instants: what was held is now used or free.
+    expect(after.usedBlocks + after.freeBlocks).toBe(during.usedBlocks + during.freeBlocks + held);
+    await store.close();
   });
 });

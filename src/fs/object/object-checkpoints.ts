@@ -37,6 +37,11 @@ export class ObjectCheckpoints implements Checkpoints {
     return { blob, runs: [], generation };
   }
 
+  /** Object checkpoints take no blocks of the data area. */
+  inFlightRuns(): Run[] {
+    return [];
+  }
+
   async write(prepared: PreparedCheckpoint, journalStart: JournalStart): Promise<void> {
     const key = checkpointKey(this.manifest.manifest.epoch, prepared.generation);
     await putOnce(this.store, key, prepared.blob);
