@@ -103,6 +103,7 @@ describe('incremental checkpoints (format version 3)', () => {
     image.fill(0, dataOffset + leafAddr * B, dataOffset + (leafAddr + 1) * B);
     await expect(ImageStore.open(new MemoryStorage(Buffer.from(image)))).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/tree node at block \d+: bad magic/) });
   });
+
   it('a check while a checkpoint is being written counts what it holds as in use, not leaked', async () => {
     // Served images are checked while clients write (control/live-check.ts), so a check can land
     // between a checkpoint's prepare and the flip of the superblocks: the new root record is

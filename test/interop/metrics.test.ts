@@ -1,7 +1,7 @@
 // `iomapd serve --metrics`: /metrics scraped while libnbd's Python API (what nbdsh runs) sends a
 // known mix of requests. Counters move by exactly what was sent, histogram counts match the
 // requests, an error is counted under its errno; bad --metrics values and a port in use fail
-// before anything listens.
+// before anything listens. The inline-I/O counters show 1 MiB writes placed by the client's transport.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAIN, NODE } from '../support/daemon.ts';
 import { TestClient } from '../support/test-client.ts';
-import { requireTool } from './harness.ts';
+import { pythonWithNbd, requireTool } from './harness.ts';
 import { PHASE1, TOTAL, eventually, expectRequests, httpGet, scrape, serveWithMetrics, startTraffic } from './metrics-harness.ts';
 
 const SIZE = 16 * 1024 * 1024;
@@ -88,6 +88,40 @@ describe('serve --metrics', () => {
     } finally {
       await daemon.stop();
     }
+  }, 60_000);
+
+  it('1 MiB writes run on the event loop for a TCP client and in the thread pool while a Unix-socket client waits', async (ctx) => {
+    // util/inline-io.ts writeInlineLimit: a Unix-socket client can send only its socket buffer
+    // ahead, so it would stall while the loop writes; a TCP client's window lets it run ahead.
+    requireTool(ctx, 'python3-nbd');
+    const writeAndCheck = String.raw`
+import sys, nbd
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+for i in range(8):
+    h.pwrite(bytes([int(sys.argv[2]) + i]) * 1048576, i * 1048576)
+for i in range(8):
+    assert h.pread(1048576, i * 1048576) == bytes([int(sys.argv[2]) + i]) * 1048576, i
+h.shutdown()
+`;
+    /** Serves a raw file on `listen`, sends the script, and returns where its writes ran. */
+    const writes = async (listen: string[], seed: number): Promise<{ inline: number; pool: number }> => {
+      const { daemon, metrics } = await serveWithMetrics([join(dir, `disk${seed}.raw`), '--raw', '--size', String(SIZE)], '127.0.0.1:0', listen);
+      try {
+        const r = spawnSync(pythonWithNbd()!, ['-c', writeAndCheck, daemon.uri, String(seed)], { encoding: 'utf8', timeout: 30_000 });
+        expect(r.status, r.stderr).toBe(0);
+        const s = await scrape(metrics);
+        const calls = (path: string) => s.value('iomapd_inline_io_calls_total', { direction: 'write', path })!;
+        return { inline: calls('inline'), pool: calls('pool') };
+      } finally {
+        await daemon.stop();
+      }
+    };
+    const tcp = await writes(['--listen', '127.0.0.1:0'], 1);
+    expect(tcp.inline + tcp.pool).toBe(8);
+    // Inline unless two writes in a row were slow (over 1.2 ms: a busy machine), which pools for 50 ms.
+    expect(tcp.inline).toBeGreaterThan(0);
+    expect(await writes(['--socket', join(dir, 'nbd.sock')], 100)).toEqual({ inline: 0, pool: 8 });
   }, 60_000);
 
   it('shows shared bytes once a snapshot shares a volume, copy-on-write copies and checkpoints', async () => {
